@@ -1,0 +1,201 @@
+"""Schema of confs.json: one section per part, unknown keys refused, secrets kept out of the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from contracts.topics import SEGMENT_PATTERN
+
+DEFAULT_PATH = Path("confs.json")
+Segment = Field(pattern=SEGMENT_PATTERN.pattern)
+
+
+class ConfsError(ValueError):
+    """A confs.json that cannot be read or does not fit the schema."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class MqttConfs(_Section):
+    """How parts reach the broker."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="broker host name or address")
+    port: int = Field(1883, ge=1, le=65535, description="broker port (the TLS listener's when tls is true)")
+    tls: bool = Field(False, description="connect with TLS")
+    ca_file: str | None = Field(None, description="CA certificate that signed the broker's certificate")
+    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive, seconds")
+    password_file: str | None = Field(
+        None, description="git-ignored file holding this client's broker password; MQTT_PASSWORD overrides it"
+    )
+
+
+class IdentityConfs(_Section):
+    """Where this installation sits in the topic tree."""
+
+    location: str = Field("Hospital", pattern=SEGMENT_PATTERN.pattern, description="site; first topic segment")
+    zone: str = Field("Lab1", pattern=SEGMENT_PATTERN.pattern, description="zone of this edge node")
+
+
+class InputsConfs(_Section):
+    """Which image sources an edge node runs."""
+
+    watch_dir: str | None = Field("var/edge/inbox", description="folder watched for new images; null disables it")
+    http: bool = Field(True, description="serve POST /Inference")
+    camera: str | None = Field(None, description="OpenCV source: a device index or a video path/URL; null disables it")
+    camera_interval_s: float = Field(5.0, gt=0, description="seconds between camera frames classified")
+
+
+class EdgeNodeConfs(_Section):
+    """One edge node."""
+
+    device_id: str = Field("edge-node-1", pattern=SEGMENT_PATTERN.pattern, description="device id = broker username")
+    inputs: InputsConfs = Field(default_factory=InputsConfs)
+    model_store: str = Field("var/edge/models", description="folder of model slots (active, previous)")
+    initial_package: str | None = Field(None, description="package installed when the store is empty")
+    openvino_device: str = Field("CPU", description="CPU, GPU, NPU or AUTO (MYRIAD needs OpenVINO 2022.3 LTS)")
+    confidence_threshold: float = Field(0.8, ge=0, le=1, description="below this a result is flagged uncertain")
+    life_interval_s: float = Field(10.0, gt=0, description="seconds between Life telemetry messages")
+    outbox_path: str = Field("var/edge/outbox.db", description="SQLite file of results not yet acknowledged")
+    outbox_limit: int = Field(100_000, ge=10, description="most results kept; past it the oldest are dropped")
+    http_host: str = Field("127.0.0.1", description="address the HTTP endpoint binds")
+    http_port: int = Field(8080, ge=1, le=65535, description="port of POST /Inference")
+    token_file: str | None = Field(
+        None, description="git-ignored file with the node's HTTP bearer token; EDGE_TOKEN overrides it"
+    )
+    max_image_pixels: int = Field(25_000_000, ge=1, description="larger images are refused")
+
+
+class DashboardConfs(_Section):
+    """The dashboard web app and ingest."""
+
+    database_url: str = Field("sqlite:///var/dashboard/dashboard.db", description="SQLAlchemy URL; DATABASE_URL overrides")
+    app_id: str = Field("dashboard", pattern=SEGMENT_PATTERN.pattern, description="application id and broker username")
+    http_host: str = Field("127.0.0.1", description="address the web app binds")
+    http_port: int = Field(5000, ge=1, le=65535, description="web app port")
+    public_url: str = Field("http://127.0.0.1:5000", description="base URL nodes use to download packages")
+    secret_key_file: str = Field("var/dashboard/secret_key", description="git-ignored; created on first start")
+    package_dir: str = Field("var/dashboard/packages", description="where uploaded model packages are kept")
+    offline_after_s: float = Field(60.0, gt=0, description="a node silent this long is shown stale")
+
+
+class SplitConfs(_Section):
+    """How the dataset is split into blocks of consecutive file numbers."""
+
+    validation_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+    block_size: int = Field(20, ge=1, description="consecutive file numbers per block (a stand-in for a patient)")
+
+
+class TrainerConfs(_Section):
+    """Training, evaluation and packaging."""
+
+    data_dir: str = Field("../shared/datasets/all-aria", description="one folder per class")
+    image_size: int = Field(224, ge=32, le=1024)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    seed: int = 42
+    model: Literal["small_cnn", "mobilenet_v2", "inception_v3"] = "small_cnn"
+    grayscale: bool = False
+    mask_scale_bar: bool = True
+    split: SplitConfs = Field(default_factory=SplitConfs)
+    runs_dir: str = "runs"
+    package_dir: str = "models"
+    signing_key: str = Field("keys/model_signing_key.pem", description="git-ignored; generated on first use")
+
+
+class OtaConfs(_Section):
+    """Who may sign model packages."""
+
+    trusted_public_keys: list[str] = Field(default_factory=list, description="ed25519:<base64> keys, a list for rotation")
+    max_package_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+
+    @field_validator("trusted_public_keys")
+    @classmethod
+    def _keys_parse(cls, keys: list[str]) -> list[str]:
+        from contracts.model_package import parse_public_key
+
+        for key in keys:
+            parse_public_key(key)
+        return keys
+
+
+class Confs(_Section):
+    """The whole confs.json."""
+
+    mqtt: MqttConfs
+    identity: IdentityConfs
+    edge_node: EdgeNodeConfs
+    dashboard: DashboardConfs
+    trainer: TrainerConfs
+    ota: OtaConfs
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One line per problem, each naming the dotted key and the reason."""
+    lines = []
+    for item in error.errors(include_url=False):
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"{key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_confs(text: str | bytes, source: str = "confs.json") -> Confs:
+    """Validate confs from JSON text."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfsError(f"{source}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfsError(f"{source}: the top level must be an object")
+    try:
+        return Confs.model_validate(data)
+    except ValidationError as exc:
+        raise ConfsError(f"{source}:\n{describe_errors(exc)}") from None
+
+
+def load_confs(path: Path | str = DEFAULT_PATH) -> Confs:
+    """Read and validate a confs.json file."""
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfsError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_confs(text, str(path))
+
+
+def read_secret(env_var: str, file_path: str | None) -> str | None:
+    """A secret from the environment, else from a git-ignored file, else None."""
+    if value := os.environ.get(env_var):
+        return value
+    if file_path and Path(file_path).is_file():
+        return Path(file_path).read_text().strip() or None
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m contracts.confs check [PATH]`."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "check" or len(args) > 2:
+        print("usage: python -m contracts.confs check [PATH]", file=sys.stderr)
+        return 2
+    path = Path(args[1]) if len(args) == 2 else DEFAULT_PATH
+    try:
+        load_confs(path)
+    except ConfsError as exc:
+        print(f"invalid configuration: {exc}", file=sys.stderr)
+        return 1
+    print(f"{path}: OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Payload models with a common envelope, and strict conversion to and from bytes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeAlias, Union
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from contracts.topics import Channel
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMAS = frozenset({SCHEMA_VERSION})
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+SemVer = Annotated[str, Field(pattern=r"^\d{1,6}\.\d{1,6}\.\d{1,6}$")]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+Percent = Annotated[float, Field(ge=0.0, le=100.0)]
+ShortText = Annotated[str, Field(max_length=1000)]
+
+
+class MessageError(ValueError):
+    """A payload that is not a valid message of the contract."""
+
+
+def utc_now() -> datetime:
+    """Current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class Envelope(BaseModel):
+    """Fields every payload carries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema", description="payload schema version")
+    message_id: uuid.UUID = Field(default_factory=uuid.uuid4, description="unique per message; consumers dedupe on it")
+    device: Identifier = Field(description="sender: a device id, or the dashboard's application id")
+    sent_at: AwareDatetime = Field(default_factory=utc_now, description="when the sender made it, UTC")
+
+    @field_validator("sent_at")
+    @classmethod
+    def _to_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+
+class NodeState(StrEnum):
+    """Whether a node (or the dashboard) is connected."""
+
+    ONLINE = "ONLINE"
+    OFFLINE = "OFFLINE"
+
+
+class StatusMessage(Envelope):
+    """Retained presence message; the last will carries OFFLINE."""
+
+    type: Literal["status"] = "status"
+    state: NodeState
+    model_version: SemVer | None = None
+    software_version: Annotated[str, Field(max_length=32)]
+
+
+class LifeMessage(Envelope):
+    """Periodic health telemetry."""
+
+    type: Literal["life"] = "life"
+    cpu_percent: Percent
+    memory_percent: Percent
+    disk_percent: Percent
+    temperature_c: Annotated[float, Field(ge=-50.0, le=200.0)] | None = None
+    uptime_s: NonNegative
+    inference_count: Annotated[int, Field(ge=0)]
+    inference_ms_mean: NonNegative | None = None
+    outbox_depth: Annotated[int, Field(ge=0)]
+    model_version: SemVer | None = None
+
+
+class SensorsMessage(Envelope):
+    """One classification. `sample_id` is opaque: never a patient identifier."""
+
+    type: Literal["classification"] = "classification"
+    sample_id: Identifier
+    image_sha256: Sha256Hex
+    label: Identifier
+    confidence: Probability
+    probabilities: Annotated[dict[Identifier, Probability], Field(min_length=1, max_length=64)]
+    model_version: SemVer
+    inference_ms: NonNegative
+    uncertain: bool
+
+    @model_validator(mode="after")
+    def _label_is_a_class(self) -> "SensorsMessage":
+        if self.label not in self.probabilities:
+            raise ValueError(f"label {self.label!r} is not among the probabilities' classes")
+        return self
+
+
+class WarningCode(StrEnum):
+    """Node-side problems worth an admin's attention."""
+
+    DISK_LOW = "DISK_LOW"
+    TOO_HOT = "TOO_HOT"
+    SELF_TEST_FAILED = "SELF_TEST_FAILED"
+    LOW_CONFIDENCE_STREAK = "LOW_CONFIDENCE_STREAK"
+    OUTBOX_OVERFLOW = "OUTBOX_OVERFLOW"
+    INPUT_REJECTED = "INPUT_REJECTED"
+    MODEL_ERROR = "MODEL_ERROR"
+
+
+class Severity(StrEnum):
+    """How urgent a warning is."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class WarningMessage(Envelope):
+    """A node-side problem."""
+
+    type: Literal["warning"] = "warning"
+    code: WarningCode
+    severity: Severity = Severity.WARNING
+    message: ShortText
+    details: dict[Identifier, float | int | str | bool | None] = Field(default_factory=dict, max_length=32)
+
+
+class ModelUpdate(BaseModel):
+    """Install a model package version from a URL."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    kind: Literal["model_update"] = "model_update"
+    version: SemVer
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]{1,2000}$")]
+    sha256: Sha256Hex
+    size: Annotated[int, Field(gt=0, le=2**31)]
+
+
+class Rollback(BaseModel):
+    """Switch back to the previous model slot."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    kind: Literal["rollback"] = "rollback"
+    version: SemVer | None = Field(default=None, description="expected version after rollback, if known")
+
+
+class Ping(BaseModel):
+    """Ask the node to answer with a fresh Status and Life."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    kind: Literal["ping"] = "ping"
+
+
+Command: TypeAlias = Annotated[Union[ModelUpdate, Rollback, Ping], Field(discriminator="kind")]
+
+
+class CommandMessage(Envelope):
+    """A dashboard command addressed to one node."""
+
+    type: Literal["command"] = "command"
+    command_id: Identifier
+    command: Command
+
+
+class UpdateState(StrEnum):
+    """OTA progress states, in order, plus the two terminal failures."""
+
+    DOWNLOADING = "DOWNLOADING"
+    DOWNLOADED = "DOWNLOADED"
+    VERIFIED = "VERIFIED"
+    INSTALLING = "INSTALLING"
+    SELF_TEST = "SELF_TEST"
+    ACTIVE = "ACTIVE"
+    FAILED = "FAILED"
+    ROLLED_BACK = "ROLLED_BACK"
+
+
+TERMINAL_UPDATE_STATES = frozenset({UpdateState.ACTIVE, UpdateState.FAILED, UpdateState.ROLLED_BACK})
+
+
+class UpdateMessage(Envelope):
+    """OTA progress for one command."""
+
+    type: Literal["update"] = "update"
+    command_id: Identifier
+    state: UpdateState
+    version: SemVer | None = None
+    reason: ShortText | None = None
+    progress: Probability | None = None
+
+
+Message: TypeAlias = Annotated[
+    Union[StatusMessage, LifeMessage, SensorsMessage, WarningMessage, CommandMessage, UpdateMessage],
+    Field(discriminator="type"),
+]
+_MESSAGE_ADAPTER: TypeAdapter[Any] = TypeAdapter(Message)
+
+CHANNEL_TYPES: dict[Channel, type[Envelope]] = {
+    Channel.STATUS: StatusMessage,
+    Channel.LIFE: LifeMessage,
+    Channel.SENSORS: SensorsMessage,
+    Channel.WARNINGS: WarningMessage,
+    Channel.COMMANDS: CommandMessage,
+    Channel.UPDATES: UpdateMessage,
+}
+
+
+def to_bytes(message: Envelope) -> bytes:
+    """Serialise a message to compact UTF-8 JSON."""
+    return message.model_dump_json(by_alias=True, exclude_none=False).encode()
+
+
+def _describe(error: ValidationError) -> str:
+    """One line naming each failing field and why."""
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "payload"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def from_bytes(data: bytes | bytearray | str, channel: Channel | None = None) -> Envelope:
+    """Parse and strictly validate a payload; with a channel, require that channel's type."""
+    if isinstance(data, (bytes, bytearray)) and len(data) > MAX_PAYLOAD_BYTES:
+        raise MessageError(f"payload of {len(data)} bytes exceeds the limit of {MAX_PAYLOAD_BYTES}")
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MessageError(f"payload is not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise MessageError(f"payload must be a JSON object, not {type(raw).__name__}")
+    schema = raw.get("schema")
+    if schema not in SUPPORTED_SCHEMAS or isinstance(schema, bool):
+        raise MessageError(f"unsupported schema version {schema!r} (supported: {sorted(SUPPORTED_SCHEMAS)})")
+    if channel is not None:
+        expected = CHANNEL_TYPES[Channel(channel)]
+        wanted = expected.model_fields["type"].default
+        if raw.get("type") != wanted:
+            raise MessageError(f"a {Channel(channel).value} payload must have type {wanted!r}, not {raw.get('type')!r}")
+    try:
+        return _MESSAGE_ADAPTER.validate_json(data if isinstance(data, (bytes, bytearray, str)) else json.dumps(raw))
+    except ValidationError as exc:
+        raise MessageError(f"invalid {raw.get('type', 'untyped')} payload: {_describe(exc)}") from None

@@ -1,0 +1,326 @@
+"""Model package: a signed manifest, file hashes, and safe unpacking of the archive."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from contracts.messages import SemVer, Sha256Hex, utc_now
+
+MANIFEST_NAME = "manifest.json"
+SIGNATURE_NAME = "manifest.sig"
+PUBLIC_KEY_PREFIX = "ed25519:"
+_HASH_CHUNK = 1 << 20
+
+
+class PackageError(ValueError):
+    """A package that is malformed, hostile, unsigned, mis-signed or mis-hashed."""
+
+
+@dataclass(frozen=True)
+class PackageLimits:
+    """Bounds that unpacking enforces before writing anything large."""
+
+    max_members: int = 64
+    max_member_bytes: int = 256 * 1024 * 1024
+    max_total_bytes: int = 512 * 1024 * 1024
+    max_manifest_bytes: int = 1024 * 1024
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(_Strict):
+    """What the model's input expects: the edge feeds raw pixels in this form."""
+
+    name: str
+    shape: list[int] = Field(min_length=2, max_length=5)
+    layout: Literal["NHWC", "NCHW"] = "NHWC"
+    dtype: Literal["uint8", "float32"] = "float32"
+    color_order: Literal["RGB", "BGR"] = "RGB"
+    scale: str = "raw 0-255"
+
+
+class OutputSpec(_Strict):
+    """The model's output: softmax probabilities over `classes`."""
+
+    name: str
+    shape: list[int] = Field(min_length=1, max_length=3)
+
+
+class SelfTestSpec(_Strict):
+    """Fixed inputs with the outputs the trainer saw; a node must reproduce them."""
+
+    file: str = "selftest.npz"
+    atol: float = Field(gt=0.0, le=1.0)
+
+
+class FileEntry(_Strict):
+    """Size and hash of one file in the package."""
+
+    size: int = Field(ge=0)
+    sha256: Sha256Hex
+
+
+class Manifest(_Strict):
+    """Everything a consumer needs to know about a model version."""
+
+    format: Literal[1] = 1
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    version: SemVer
+    created: datetime = Field(default_factory=utc_now)
+    classes: list[str] = Field(min_length=2, max_length=64)
+    input: InputSpec
+    output: OutputSpec
+    model_xml: str = "model.xml"
+    model_bin: str = "model.bin"
+    selftest: SelfTestSpec
+    preprocessing: dict[str, Any] = Field(default_factory=dict)
+    training_data_sha256: str = ""
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    files: dict[str, FileEntry] = Field(default_factory=dict)
+
+
+def version_key(version: str) -> tuple[int, int, int]:
+    """Sortable key of a semantic version."""
+    major, minor, patch = (int(part) for part in version.split("."))
+    return major, minor, patch
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def generate_private_key() -> Ed25519PrivateKey:
+    """A new Ed25519 signing key."""
+    return Ed25519PrivateKey.generate()
+
+
+def save_private_key(key: Ed25519PrivateKey, path: Path) -> None:
+    """Write a private key as PEM, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_bytes(pem)
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    """Read a PEM Ed25519 private key."""
+    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise PackageError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+def public_key_text(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    """The `ed25519:<base64>` form used in confs.json's trusted list."""
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return PUBLIC_KEY_PREFIX + base64.b64encode(raw).decode()
+
+
+def parse_public_key(text: str) -> Ed25519PublicKey:
+    """Parse an `ed25519:<base64>` public key, or raise PackageError."""
+    if not isinstance(text, str) or not text.startswith(PUBLIC_KEY_PREFIX):
+        raise PackageError(f"public key must start with {PUBLIC_KEY_PREFIX!r}")
+    try:
+        raw = base64.b64decode(text[len(PUBLIC_KEY_PREFIX):], validate=True)
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError as exc:
+        raise PackageError(f"public key is not 32 bytes of base64: {exc}") from None
+
+
+def manifest_bytes(manifest: Manifest) -> bytes:
+    """Canonical bytes of a manifest, the ones that are signed."""
+    return json.dumps(manifest.model_dump(mode="json"), sort_keys=True, indent=2).encode()
+
+
+def build_package(
+    out_path: Path, manifest: Manifest, files: Mapping[str, Path], private_key: Ed25519PrivateKey
+) -> Manifest:
+    """Hash the files into the manifest, sign it, and write the .tar.gz package."""
+    for arcname in files:
+        _check_member_name(arcname)
+        if arcname in (MANIFEST_NAME, SIGNATURE_NAME):
+            raise PackageError(f"{arcname} is reserved")
+    required = {manifest.model_xml, manifest.model_bin, manifest.selftest.file}
+    if missing := required - set(files):
+        raise PackageError(f"package files are missing {sorted(missing)}")
+    entries = {name: FileEntry(size=Path(p).stat().st_size, sha256=sha256_file(Path(p))) for name, p in files.items()}
+    signed = manifest.model_copy(update={"files": entries})
+    body = manifest_bytes(signed)
+    signature = private_key.sign(body)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(out_path.name + ".partial")
+    with tarfile.open(partial, "w:gz") as archive:
+        _add_bytes(archive, MANIFEST_NAME, body)
+        _add_bytes(archive, SIGNATURE_NAME, base64.b64encode(signature))
+        for arcname, path in sorted(files.items()):
+            archive.add(str(path), arcname=arcname, recursive=False, filter=_normalise_info)
+    partial.replace(out_path)
+    return signed
+
+
+def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    archive.addfile(info, io.BytesIO(data))
+
+
+def _normalise_info(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o644
+    return info
+
+
+def _check_member_name(name: str) -> None:
+    path = PurePosixPath(name)
+    if not name or name.startswith(("/", "\\")) or path.is_absolute() or ".." in path.parts or "\\" in name:
+        raise PackageError(f"member {name!r} has an absolute or parent-relative path")
+    if any(part in ("", ".") for part in name.split("/")):
+        raise PackageError(f"member {name!r} is not a plain relative path")
+
+
+def _check_members(members: list[tarfile.TarInfo], limits: PackageLimits) -> None:
+    if len(members) > limits.max_members:
+        raise PackageError(f"archive has {len(members)} members, more than {limits.max_members}")
+    total = 0
+    seen: set[str] = set()
+    for member in members:
+        _check_member_name(member.name)
+        if not member.isfile():
+            raise PackageError(f"member {member.name!r} is not a regular file (links, devices and dirs are refused)")
+        if member.name in seen:
+            raise PackageError(f"member {member.name!r} appears twice")
+        seen.add(member.name)
+        if member.size > limits.max_member_bytes:
+            raise PackageError(f"member {member.name!r} is {member.size} bytes, over {limits.max_member_bytes}")
+        total += member.size
+        if total > limits.max_total_bytes:
+            raise PackageError(f"archive unpacks to more than {limits.max_total_bytes} bytes")
+
+
+def _copy_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: Path, limit: int) -> None:
+    source = archive.extractfile(member)
+    if source is None:
+        raise PackageError(f"member {member.name!r} cannot be read")
+    written = 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "xb") as out:
+        while chunk := source.read(_HASH_CHUNK):
+            written += len(chunk)
+            if written > limit:
+                raise PackageError(f"member {member.name!r} is larger than its header says")
+            out.write(chunk)
+
+
+def _verify_signature(body: bytes, signature_b64: bytes, trusted_keys: Sequence[Ed25519PublicKey]) -> None:
+    if not trusted_keys:
+        raise PackageError("no trusted public keys are configured: refusing every package")
+    try:
+        signature = base64.b64decode(signature_b64.strip(), validate=True)
+    except ValueError:
+        raise PackageError("signature is not base64") from None
+    for key in trusted_keys:
+        try:
+            key.verify(signature, body)
+            return
+        except InvalidSignature:
+            continue
+    raise PackageError("manifest signature does not verify with any trusted key")
+
+
+def _parse_manifest(body: bytes) -> Manifest:
+    try:
+        return Manifest.model_validate_json(body)
+    except ValidationError as exc:
+        raise PackageError(f"manifest is invalid: {exc.errors(include_url=False)[0]}") from None
+
+
+def unpack_package(
+    path: Path,
+    dest: Path,
+    trusted_keys: Sequence[Ed25519PublicKey],
+    limits: PackageLimits = PackageLimits(),
+) -> Manifest:
+    """Safely unpack a package into dest (which must not exist) and verify it; on any failure dest is removed."""
+    dest = Path(dest)
+    if dest.exists():
+        raise PackageError(f"destination {dest} already exists")
+    dest.mkdir(parents=True)
+    try:
+        return _unpack_into(Path(path), dest, trusted_keys, limits)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+
+
+def _unpack_into(path: Path, dest: Path, trusted_keys: Sequence[Ed25519PublicKey], limits: PackageLimits) -> Manifest:
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            members = archive.getmembers()
+            _check_members(members, limits)
+            by_name = {m.name: m for m in members}
+            for required in (MANIFEST_NAME, SIGNATURE_NAME):
+                if required not in by_name:
+                    raise PackageError(f"package has no {required}")
+            if by_name[MANIFEST_NAME].size > limits.max_manifest_bytes:
+                raise PackageError("manifest is too large")
+            for member in members:
+                _copy_member(archive, member, dest / member.name, member.size)
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        if isinstance(exc, PackageError):
+            raise
+        raise PackageError(f"not a readable package archive: {exc}") from None
+    body = (dest / MANIFEST_NAME).read_bytes()
+    _verify_signature(body, (dest / SIGNATURE_NAME).read_bytes(), trusted_keys)
+    manifest = _parse_manifest(body)
+    _verify_files(manifest, dest, set(by_name) - {MANIFEST_NAME, SIGNATURE_NAME})
+    return manifest
+
+
+def _verify_files(manifest: Manifest, root: Path, present: set[str]) -> None:
+    listed = set(manifest.files)
+    if present != listed:
+        raise PackageError(f"archive files {sorted(present)} differ from the manifest's {sorted(listed)}")
+    for name, entry in manifest.files.items():
+        _check_member_name(name)
+        target = root / name
+        if target.stat().st_size != entry.size or sha256_file(target) != entry.sha256:
+            raise PackageError(f"file {name!r} does not match its manifest hash")
+    for required in (manifest.model_xml, manifest.model_bin, manifest.selftest.file):
+        if required not in listed:
+            raise PackageError(f"manifest does not list {required!r}")
+
+
+def read_manifest(
+    path: Path, trusted_keys: Sequence[Ed25519PublicKey], limits: PackageLimits = PackageLimits()
+) -> Manifest:
+    """Fully verify a package and return its manifest, keeping nothing on disk."""
+    with tempfile.TemporaryDirectory(prefix="pkg-verify-") as tmp:
+        return unpack_package(Path(path), Path(tmp) / "pkg", trusted_keys, limits)
