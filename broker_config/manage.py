@@ -1,0 +1,247 @@
+"""Render the broker configuration, manage accounts and reload a running broker."""
+
+from __future__ import annotations
+
+import grp
+import json
+import logging
+import os
+import signal
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+from broker_config.passwords import generate_password, set_password
+from broker_config.registry import (
+    Dashboard,
+    Device,
+    InvalidName,
+    check_name,
+    load_registry,
+    save_registry,
+    write_acl,
+)
+from broker_config.tls import DEFAULT_HOSTS, TlsPaths, ensure_tls
+
+logger = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+TEMPLATE = PACKAGE_DIR / "mosquitto.conf.template"
+DEFAULT_OUT = PACKAGE_DIR / "generated"
+BROKER_GROUP = "mosquitto"
+
+
+@dataclass(frozen=True)
+class GeneratedPaths:
+    """Every file the broker configuration consists of, inside one directory."""
+
+    root: Path
+
+    @property
+    def conf(self) -> Path:
+        """The rendered mosquitto.conf."""
+        return self.root / "mosquitto.conf"
+
+    @property
+    def passwd(self) -> Path:
+        """The password file (hashes only)."""
+        return self.root / "passwd"
+
+    @property
+    def acl(self) -> Path:
+        """The ACL file generated from the registry."""
+        return self.root / "acl"
+
+    @property
+    def registry(self) -> Path:
+        """The device and dashboard registry (JSON)."""
+        return self.root / "registry.json"
+
+    @property
+    def credentials(self) -> Path:
+        """Plain-text passwords, mode 600, for provisioning nodes and the dashboard."""
+        return self.root / "credentials.json"
+
+    @property
+    def tls(self) -> TlsPaths:
+        """CA and server certificate files."""
+        return TlsPaths.in_dir(self.root / "tls")
+
+    @property
+    def data(self) -> Path:
+        """Mosquitto's persistence directory."""
+        return self.root / "data"
+
+    @property
+    def pid_file(self) -> Path:
+        """Where the broker's pid is recorded."""
+        return self.root / "mosquitto.pid"
+
+    @property
+    def log(self) -> Path:
+        """The broker log when logging to a file."""
+        return self.root / "mosquitto.log"
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Per-deployment values substituted into the template."""
+
+    plain_port: int = 1883
+    tls_port: int = 8883
+    plain_bind: str = "127.0.0.1"
+    tls_bind: str = ""
+    run_as: str = "mosquitto"
+    log_dest: str = "stderr"
+    hosts: tuple[str, ...] = DEFAULT_HOSTS
+    autosave_interval: int = 60
+    client_expiration: str = "14d"
+    max_packet_size: int = 262144 + 4096
+    max_queued_messages: int = 10000
+    max_inflight_messages: int = 20
+    max_keepalive: int = 300
+
+
+def render_conf(paths: GeneratedPaths, settings: BrokerSettings) -> str:
+    """Fill the template with settings and the paths of the generated files."""
+    values = {
+        "password_file": paths.passwd,
+        "acl_file": paths.acl,
+        "pid_file": paths.pid_file,
+        "persistence_dir": paths.data,
+        "cafile": paths.tls.ca_cert,
+        "certfile": paths.tls.server_cert,
+        "keyfile": paths.tls.server_key,
+        "log_dest": settings.log_dest,
+        **{k: v for k, v in vars(settings).items() if k not in ("hosts", "log_dest")},
+    }
+    text = string.Template(TEMPLATE.read_text()).substitute(values)
+    return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+
+
+def _check_port(port: int, what: str) -> int:
+    """Return port if it is a usable TCP port, else raise ValueError."""
+    if not 1 <= port <= 65535:
+        raise ValueError(f"invalid {what} {port}: must be 1-65535")
+    return port
+
+
+def _grant_broker_group(paths: GeneratedPaths, settings: BrokerSettings) -> None:
+    """Let the unprivileged broker user read its secrets (group-readable, never world-readable)."""
+    if os.geteuid() != 0 or settings.run_as == "root":
+        return
+    try:
+        gid = grp.getgrnam(BROKER_GROUP).gr_gid
+    except KeyError:
+        logger.warning("group %s does not exist: the broker may not read its key files", BROKER_GROUP)
+        return
+    for path in (paths.tls.server_key, paths.passwd, paths.acl):
+        os.chown(path, 0, gid)
+        path.chmod(0o640)
+    os.chown(paths.data, -1, gid)
+    paths.data.chmod(0o770)
+
+
+def _refresh_acl(paths: GeneratedPaths) -> None:
+    """Regenerate the ACL from the registry."""
+    write_acl(paths.acl, load_registry(paths.registry))
+
+
+def render(
+    out_dir: Path = DEFAULT_OUT,
+    plain_port: int = 1883,
+    tls_port: int = 8883,
+    settings: BrokerSettings | None = None,
+) -> GeneratedPaths:
+    """Write mosquitto.conf, passwd, acl and TLS material into out_dir, keeping existing accounts and keys."""
+    base = settings or BrokerSettings()
+    settings = BrokerSettings(**{**vars(base), "plain_port": plain_port, "tls_port": tls_port})
+    _check_port(settings.plain_port, "plain port")
+    _check_port(settings.tls_port, "TLS port")
+    if settings.plain_port == settings.tls_port:
+        raise ValueError("the plain and TLS ports must differ")
+    paths = GeneratedPaths(Path(out_dir))
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.root.chmod(0o755)
+    paths.data.mkdir(exist_ok=True)
+    ensure_tls(paths.tls.ca_cert.parent, settings.hosts)
+    if not paths.passwd.exists():
+        paths.passwd.touch(mode=0o600)
+    _refresh_acl(paths)
+    paths.conf.write_text(render_conf(paths, settings))
+    _grant_broker_group(paths, settings)
+    logger.info("broker configuration rendered into %s", paths.root)
+    return paths
+
+
+def read_credentials(out_dir: Path = DEFAULT_OUT) -> dict[str, str]:
+    """Plain-text passwords by username, as saved when the accounts were made."""
+    path = GeneratedPaths(Path(out_dir)).credentials
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save_credential(paths: GeneratedPaths, username: str, password: str) -> None:
+    """Record a password in the mode-600 credentials file and hash it into passwd."""
+    creds = read_credentials(paths.root)
+    creds[username] = password
+    fd = os.open(paths.credentials.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(creds, handle, indent=2, sort_keys=True)
+    paths.credentials.with_suffix(".tmp").replace(paths.credentials)
+    mode = paths.passwd.stat().st_mode & 0o777 if paths.passwd.exists() else 0o600
+    gid = paths.passwd.stat().st_gid if paths.passwd.exists() else -1
+    set_password(paths.passwd, username, password)
+    paths.passwd.chmod(mode)
+    if os.geteuid() == 0:
+        os.chown(paths.passwd, -1, gid)
+
+
+def add_device(
+    out_dir: Path, device_id: str, location: str, zone: str, password: str | None = None, replace: bool = False
+) -> str:
+    """Register a device, give it a password and regenerate the ACL; returns the password."""
+    check_name(device_id, "device id")
+    device = Device(check_name(location, "location"), check_name(zone, "zone"))
+    paths = GeneratedPaths(Path(out_dir))
+    registry = load_registry(paths.registry)
+    registry.check_unique(device_id, "device")
+    if device_id in registry.devices and not replace:
+        raise InvalidName(f"device {device_id!r} is already registered (use --replace to change it)")
+    registry.devices[device_id] = device
+    password = password or generate_password()
+    save_registry(paths.registry, registry)
+    _save_credential(paths, device_id, password)
+    _refresh_acl(paths)
+    return password
+
+
+def add_dashboard(
+    out_dir: Path,
+    username: str = "dashboard",
+    app: str | None = None,
+    locations: tuple[str, ...] = (),
+    password: str | None = None,
+) -> str:
+    """Register (or re-key) a dashboard account and regenerate the ACL; returns the password."""
+    check_name(username, "dashboard username")
+    dashboard = Dashboard(check_name(app or username, "application id"), tuple(check_name(x, "location") for x in locations))
+    paths = GeneratedPaths(Path(out_dir))
+    registry = load_registry(paths.registry)
+    registry.check_unique(username, "dashboard")
+    registry.dashboards[username] = dashboard
+    password = password or generate_password()
+    save_registry(paths.registry, registry)
+    _save_credential(paths, username, password)
+    _refresh_acl(paths)
+    return password
+
+
+def reload_broker(pid_file: Path) -> int:
+    """Send SIGHUP to the broker whose pid is in pid_file so it rereads passwd and ACL; returns the pid."""
+    try:
+        pid = int(Path(pid_file).read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(f"cannot read a pid from {pid_file}: {exc}") from None
+    os.kill(pid, signal.SIGHUP)
+    logger.info("sent SIGHUP to broker pid %d", pid)
+    return pid

@@ -1,0 +1,494 @@
+"""Real-Mosquitto test harness: render the project's broker config, run it, hand out clients.
+
+Use the pytest fixtures from tests/conftest.py (`broker`, `broker_factory`, `session_broker`)
+or call `make_broker(directory)` directly. A started broker accepts TCP on `port` (plain) and
+`tls_port` (TLS, CA at `ca_path`), and has accounts `devA`, `devB` (Hospital/Lab1) and
+`dashboard` unless told otherwise. Every process it starts is stopped by PID on `close()`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from broker_config import BrokerSettings, GeneratedPaths, add_dashboard, add_device, reload_broker, render
+
+logger = logging.getLogger(__name__)
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+HOST = "127.0.0.1"
+TLS_HOST = "localhost"
+DEFAULT_LOCATION = "Hospital"
+DEFAULT_ZONE = "Lab1"
+DEFAULT_DEVICES = ("devA", "devB")
+DASHBOARD = "dashboard"
+_LIVE: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL if the test process dies, so no broker outlives it (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """Kill any broker still running when the interpreter exits."""
+    for proc in list(_LIVE.values()):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+@dataclass(frozen=True)
+class Will:
+    """A last-will message set at connect time."""
+
+    topic: str
+    payload: bytes | str
+    qos: int = 1
+    retain: bool = True
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message a client received."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+class _Acks:
+    """Per-client record of CONNACK, SUBACK and PUBACK results, for event-based waiting."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.connack: Any = None
+        self.subacks: dict[int, list[Any]] = {}
+        self.pubacks: dict[int, Any] = {}
+
+    def put(self, attr: str, key: int | None, value: Any) -> None:
+        """Store a result and wake waiters."""
+        with self.cond:
+            if key is None:
+                setattr(self, attr, value)
+            else:
+                getattr(self, attr)[key] = value
+            self.cond.notify_all()
+
+    def wait(self, probe: Any, timeout: float, what: str) -> Any:
+        """Wait until probe() is not None and return it."""
+        with self.cond:
+            if not self.cond.wait_for(lambda: probe() is not None, timeout):
+                raise TimeoutError(f"no {what} within {timeout}s")
+            return probe()
+
+
+def _acks(client: mqtt.Client) -> _Acks:
+    """The _Acks a client made by connect_client carries as user data."""
+    acks = client.user_data_get()
+    if not isinstance(acks, _Acks):
+        raise TypeError("client was not made by connect_client")
+    return acks
+
+
+def connect_client(
+    host: str,
+    port: int,
+    user: str | None,
+    password: str | None,
+    *,
+    protocol: int = mqtt.MQTTv5,
+    client_id: str | None = None,
+    clean_start: bool = True,
+    session_expiry: int | None = None,
+    will: Will | None = None,
+    tls: bool = False,
+    ca_certs: Path | str | None = None,
+    on_message: Any = None,
+    timeout: float = 5.0,
+) -> mqtt.Client:
+    """Connect a paho 2 client and start its loop; ConnectionRefusedError if the broker says no."""
+    v5 = protocol == mqtt.MQTTv5
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id or f"test-{uuid.uuid4().hex[:10]}",
+        protocol=protocol,
+        clean_session=None if v5 else clean_start,
+        userdata=_Acks(),
+    )
+    if user is not None:
+        client.username_pw_set(user, password)
+    if tls:
+        client.tls_set(ca_certs=str(ca_certs) if ca_certs else None)
+    if will is not None:
+        client.will_set(will.topic, will.payload, will.qos, will.retain)
+    client.on_connect = lambda c, acks, flags, rc, props: acks.put("connack", None, (rc, flags))
+    client.on_subscribe = lambda c, acks, mid, rcs, props: acks.put("subacks", mid, list(rcs))
+    client.on_publish = lambda c, acks, mid, rc, props: acks.put("pubacks", mid, rc)
+    if on_message is not None:
+        client.on_message = on_message
+    props = None
+    if v5 and session_expiry is not None:
+        props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
+        props.SessionExpiryInterval = session_expiry
+    client.connect(host, port, keepalive=10, clean_start=clean_start if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY, properties=props)
+    client.loop_start()
+    try:
+        rc, _ = _acks(client).wait(lambda: _acks(client).connack, timeout, "CONNACK")
+    except TimeoutError:
+        client.loop_stop()
+        raise
+    if rc.is_failure:
+        # paho would keep retrying a refused login in the background: stop it here.
+        client.disconnect()
+        client.loop_stop()
+        raise ConnectionRefusedError(f"{user!r} refused: {rc}")
+    return client
+
+
+def session_present(client: mqtt.Client) -> bool:
+    """Whether the broker resumed a stored session on connect."""
+    return bool(_acks(client).connack[1].session_present)
+
+
+def subscribe_and_wait(client: mqtt.Client, topics: list[str], qos: int = 1, timeout: float = 5.0) -> list[Any]:
+    """Subscribe and return the SUBACK reason codes (failures included)."""
+    _, mid = client.subscribe([(topic, qos) for topic in topics])
+    acks = _acks(client)
+    return list(acks.wait(lambda: acks.subacks.get(mid), timeout, "SUBACK"))
+
+
+def publish_and_wait(
+    client: mqtt.Client, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False, timeout: float = 5.0
+) -> Any:
+    """Publish and return the PUBACK reason code (MQTT 5 reports a denied publish as Not authorized)."""
+    info = client.publish(topic, payload, qos=qos, retain=retain)
+    acks = _acks(client)
+    return acks.wait(lambda: acks.pubacks.get(info.mid), timeout, "PUBACK")
+
+
+class MessageCollector:
+    """Records every message a client receives; wait on them without sleeping."""
+
+    def __init__(self) -> None:
+        self.client: mqtt.Client | None = None
+        self.messages: list[Received] = []
+        self.granted: list[Any] = []
+        self._cond = threading.Condition()
+
+    def on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        """paho callback: record the message."""
+        with self._cond:
+            self.messages.append(Received(msg.topic, msg.payload, msg.qos, bool(msg.retain)))
+            self._cond.notify_all()
+
+    def subscribe(self, topics: list[str], qos: int = 1) -> list[Any]:
+        """Subscribe the collector's client; returns and keeps the SUBACK reason codes."""
+        assert self.client is not None
+        self.granted = subscribe_and_wait(self.client, topics, qos)
+        return self.granted
+
+    def wait_for(self, topic: str | None = None, timeout: float = 5.0, payload: bytes | None = None) -> Received:
+        """The first message on topic (and with payload, if given); TimeoutError if none comes."""
+
+        def match() -> Received | None:
+            for msg in self.messages:
+                if (topic is None or msg.topic == topic) and (payload is None or msg.payload == payload):
+                    return msg
+            return None
+
+        with self._cond:
+            if not self._cond.wait_for(lambda: match() is not None, timeout):
+                raise TimeoutError(f"no message on {topic!r} within {timeout}s; got {self.topics()}")
+            result = match()
+            assert result is not None
+            return result
+
+    def topics(self) -> list[str]:
+        """Topics of everything received so far, in order."""
+        with self._cond:
+            return [msg.topic for msg in self.messages]
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One device account and where it sits in the topic tree."""
+
+    device_id: str
+    location: str
+    zone: str
+    password: str
+
+    def topic(self, channel: str) -> str:
+        """`{location}/Devices/{zone}/{device}/{channel}`."""
+        return f"{self.location}/Devices/{self.zone}/{self.device_id}/{channel}"
+
+
+@dataclass
+class BrokerHandle:
+    """A Mosquitto run from the project's rendered config, with helpers to connect clients."""
+
+    root: Path
+    port: int
+    tls_port: int
+    location: str
+    zone: str
+    dashboard_user: str
+    dashboard_app: str
+    credentials: dict[str, str]
+    devices: dict[str, DeviceInfo]
+    host: str = HOST
+    tls_host: str = TLS_HOST
+    process: subprocess.Popen[bytes] | None = None
+    _clients: list[mqtt.Client] = field(default_factory=list, repr=False)
+
+    @property
+    def paths(self) -> GeneratedPaths:
+        """All generated files (conf, passwd, acl, registry, tls, data, pid, log)."""
+        return GeneratedPaths(self.root)
+
+    @property
+    def ca_path(self) -> Path:
+        """The CA certificate clients need for the TLS listener."""
+        return self.paths.tls.ca_cert
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the running broker, or None."""
+        return self.process.pid if self.is_running() else None
+
+    def topic(self, device_id: str, channel: str) -> str:
+        """Topic of a registered device's channel."""
+        return self.devices[device_id].topic(channel)
+
+    def app_topic(self, location: str | None = None) -> str:
+        """The dashboard application's own Status topic."""
+        return f"{location or self.location}/Applications/{self.dashboard_app}/Status"
+
+    def log_text(self) -> str:
+        """What the broker has logged so far."""
+        return self.paths.log.read_text() if self.paths.log.exists() else ""
+
+    def is_running(self) -> bool:
+        """True while the broker process is alive."""
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, timeout: float = 5.0) -> None:
+        """Start mosquitto and wait until it accepts an authenticated client."""
+        if self.is_running():
+            return
+        stderr = (self.root / "stderr.log").open("ab")
+        self.process = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.paths.conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=stderr,
+            stderr=stderr,
+            preexec_fn=_die_with_parent,
+        )
+        stderr.close()
+        _LIVE[self.process.pid] = self.process
+        self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Poll both listeners, then log in as the dashboard."""
+        deadline = time.monotonic() + timeout
+        pending = [self.port, self.tls_port]
+        while pending:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"mosquitto exited early:\n{self._diagnostics()}")
+            try:
+                socket.create_connection((self.host, pending[0]), timeout=0.2).close()
+                pending.pop(0)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"mosquitto not listening after {timeout}s:\n{self._diagnostics()}")
+                time.sleep(0.01)
+        probe = self.client(self.dashboard_user, client_id=f"probe-{uuid.uuid4().hex[:8]}", track=False)
+        probe.disconnect()
+        probe.loop_stop()
+
+    def _diagnostics(self) -> str:
+        """Broker stderr and log for error messages."""
+        err = self.root / "stderr.log"
+        return (err.read_text() if err.exists() else "") + self.log_text()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop gracefully (SIGTERM, so persistence is written), SIGKILL if it hangs."""
+        self._end(signal.SIGTERM, timeout)
+
+    def kill(self) -> None:
+        """Stop abruptly with SIGKILL: nothing is saved since the last autosave."""
+        self._end(signal.SIGKILL, 5.0)
+
+    def _end(self, sig: signal.Signals, timeout: float) -> None:
+        """Send sig to the broker by PID and reap it."""
+        proc = self.process
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        _LIVE.pop(proc.pid, None)
+
+    def restart(self, timeout: float = 5.0) -> None:
+        """Graceful stop, then start on the same ports with the same data."""
+        self.stop(timeout)
+        self.start(timeout)
+
+    def reload(self) -> None:
+        """SIGHUP the broker so it rereads passwd and ACL."""
+        reload_broker(self.paths.pid_file)
+
+    def add_device(self, device_id: str, location: str | None = None, zone: str | None = None, timeout: float = 5.0) -> DeviceInfo:
+        """Register a device on the live broker (passwd + ACL + SIGHUP) and wait until it can log in."""
+        location, zone = location or self.location, zone or self.zone
+        password = add_device(self.root, device_id, location, zone)
+        info = DeviceInfo(device_id, location, zone, password)
+        self.devices[device_id], self.credentials[device_id] = info, password
+        if self.is_running():
+            self.reload()
+            self._wait_login(device_id, timeout)
+        return info
+
+    def _wait_login(self, user: str, timeout: float) -> None:
+        """Retry a login until the reloaded password file accepts user."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                probe = self.client(user, client_id=f"probe-{uuid.uuid4().hex[:8]}", track=False, timeout=1.0)
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+                continue
+            probe.disconnect()
+            probe.loop_stop()
+            return
+
+    def client(
+        self,
+        user: str | None,
+        *,
+        password: str | None = None,
+        tls: bool = False,
+        track: bool = True,
+        **kwargs: Any,
+    ) -> mqtt.Client:
+        """A connected paho client (loop running) as user; None means anonymous.
+
+        Keyword arguments go to `connect_client` (protocol, client_id, clean_start,
+        session_expiry, will, timeout, ca_certs). Raises ConnectionRefusedError with the reason.
+        """
+        if password is None and user is not None:
+            password = self.credentials[user]
+        if tls:
+            kwargs.setdefault("ca_certs", self.ca_path)
+        host, port = (self.tls_host, self.tls_port) if tls else (self.host, self.port)
+        client = connect_client(host, port, user, password, tls=tls, **kwargs)
+        if track:
+            self._clients.append(client)
+        return client
+
+    def collector(self, user: str, topics: list[str] | str, qos: int = 1, **kwargs: Any) -> MessageCollector:
+        """A connected client as user, subscribed to topics, recording what it receives."""
+        collector = MessageCollector()
+        kwargs.setdefault("on_message", collector.on_message)
+        collector.client = self.client(user, **kwargs)
+        collector.subscribe([topics] if isinstance(topics, str) else topics, qos)
+        return collector
+
+    def close_clients(self) -> None:
+        """Disconnect every client made through this handle."""
+        while self._clients:
+            client = self._clients.pop()
+            client.disconnect()
+            client.loop_stop()
+
+    def close(self) -> None:
+        """Disconnect clients and stop the broker."""
+        self.close_clients()
+        self.stop()
+
+
+def make_broker(
+    directory: Path,
+    devices: tuple[str, ...] = DEFAULT_DEVICES,
+    location: str = DEFAULT_LOCATION,
+    zone: str = DEFAULT_ZONE,
+    dashboard_user: str = DASHBOARD,
+    dashboard_app: str = DASHBOARD,
+    start: bool = True,
+    attempts: int = 3,
+) -> BrokerHandle:
+    """Render a config with free ports and fresh accounts into directory, and start the broker."""
+    directory.mkdir(parents=True, exist_ok=True)
+    credentials = {dashboard_user: add_dashboard(directory, dashboard_user, dashboard_app, (location,))}
+    infos = {}
+    for device_id in devices:
+        credentials[device_id] = add_device(directory, device_id, location, zone)
+        infos[device_id] = DeviceInfo(device_id, location, zone, credentials[device_id])
+    for attempt in range(attempts):
+        handle = _render_handle(directory, location, zone, dashboard_user, dashboard_app, credentials, infos)
+        if not start:
+            return handle
+        try:
+            handle.start()
+            return handle
+        except (RuntimeError, TimeoutError):
+            handle.kill()
+            # Another process may have taken a port between free_port() and bind(): try new ones.
+            if attempt == attempts - 1 or "Address already in use" not in handle._diagnostics():
+                raise
+    raise AssertionError("unreachable")
+
+
+def _render_handle(
+    directory: Path,
+    location: str,
+    zone: str,
+    dashboard_user: str,
+    dashboard_app: str,
+    credentials: dict[str, str],
+    devices: dict[str, DeviceInfo],
+) -> BrokerHandle:
+    """Render the config on fresh free ports and build the handle."""
+    port, tls_port = free_port(), free_port()
+    while tls_port == port:
+        tls_port = free_port()
+    paths = GeneratedPaths(directory)
+    # Tests run as root here; an unprivileged broker user could not enter pytest's private tmp dirs.
+    run_as = "root" if os.geteuid() == 0 else os.environ.get("USER", "mosquitto")
+    settings = BrokerSettings(run_as=run_as, tls_bind=HOST, log_dest=f"file {paths.log}", autosave_interval=1)
+    render(directory, port, tls_port, settings)
+    return BrokerHandle(directory, port, tls_port, location, zone, dashboard_user, dashboard_app, credentials, devices)
+

@@ -1,0 +1,66 @@
+"""Shared fixtures: real Mosquitto brokers started from the project's own broker config.
+
+`broker` gives a fresh, started broker per test; `broker_factory(**kw)` makes more (see
+`broker_harness.make_broker` for the options); `session_broker` is one broker shared by a
+whole run, for tests that neither restart it nor change its accounts.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+for path in (TESTS_DIR.parent, TESTS_DIR):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from broker_harness import MOSQUITTO, BrokerHandle, make_broker  # noqa: E402
+
+
+def _require_mosquitto() -> None:
+    """Skip when no mosquitto binary is installed."""
+    if not shutil.which(MOSQUITTO):
+        pytest.skip(f"mosquitto not found at {MOSQUITTO}")
+
+
+@pytest.fixture
+def broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., BrokerHandle]]:
+    """Make started brokers on free ports; all are stopped after the test."""
+    _require_mosquitto()
+    handles: list[BrokerHandle] = []
+
+    def factory(**kwargs: object) -> BrokerHandle:
+        handle = make_broker(tmp_path_factory.mktemp("broker"), **kwargs)  # type: ignore[arg-type]
+        handles.append(handle)
+        return handle
+
+    yield factory
+    for handle in handles:
+        handle.close()
+
+
+@pytest.fixture
+def broker(broker_factory: Callable[..., BrokerHandle]) -> BrokerHandle:
+    """A fresh started broker with devA, devB (Hospital/Lab1) and the dashboard account."""
+    return broker_factory()
+
+
+@pytest.fixture(scope="session")
+def session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerHandle]:
+    """One started broker for the whole run; do not restart it or add accounts to it."""
+    _require_mosquitto()
+    handle = make_broker(tmp_path_factory.mktemp("session-broker"))
+    yield handle
+    handle.close()
+
+
+@pytest.fixture
+def session_broker_clients(session_broker: BrokerHandle) -> Iterator[BrokerHandle]:
+    """The session broker, with clients made during the test disconnected afterwards."""
+    yield session_broker
+    session_broker.close_clients()
