@@ -318,6 +318,14 @@ def _verify_files(manifest: Manifest, root: Path, present: set[str]) -> None:
             raise PackageError(f"manifest does not list {required!r}")
 
 
+def verify_signed_manifest(
+    body: bytes, signature_b64: bytes, trusted_keys: Sequence[Ed25519PublicKey]
+) -> Manifest:
+    """Check a manifest's detached signature with the trusted keys and parse it, or raise PackageError."""
+    _verify_signature(body, signature_b64, trusted_keys)
+    return _parse_manifest(body)
+
+
 def read_manifest(
     path: Path, trusted_keys: Sequence[Ed25519PublicKey], limits: PackageLimits = PackageLimits()
 ) -> Manifest:
