@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,17 +159,20 @@ def connect_client(
         props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
         props.SessionExpiryInterval = session_expiry
     client.connect(host, port, keepalive=10, clean_start=clean_start if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY, properties=props)
-    client.loop_start()
-    try:
-        rc, _ = _acks(client).wait(lambda: _acks(client).connack, timeout, "CONNACK")
-    except TimeoutError:
-        client.loop_stop()
-        raise
+    # Wait for CONNACK in this thread: a background loop would keep retrying a refused login.
+    deadline = time.monotonic() + timeout
+    acks = _acks(client)
+    while acks.connack is None:
+        if client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS and acks.connack is None:
+            raise ConnectionRefusedError(f"{user!r}: connection closed before CONNACK")
+        if time.monotonic() > deadline:
+            client.disconnect()
+            raise TimeoutError(f"no CONNACK within {timeout}s")
+    rc, _ = acks.connack
     if rc.is_failure:
-        # paho would keep retrying a refused login in the background: stop it here.
         client.disconnect()
-        client.loop_stop()
         raise ConnectionRefusedError(f"{user!r} refused: {rc}")
+    client.loop_start()
     return client
 
 
@@ -214,12 +218,22 @@ class MessageCollector:
         self.granted = subscribe_and_wait(self.client, topics, qos)
         return self.granted
 
-    def wait_for(self, topic: str | None = None, timeout: float = 5.0, payload: bytes | None = None) -> Received:
-        """The first message on topic (and with payload, if given); TimeoutError if none comes."""
+    def wait_for(
+        self,
+        topic: str | None = None,
+        timeout: float = 5.0,
+        payload: bytes | None = None,
+        where: Callable[[Received], bool] | None = None,
+    ) -> Received:
+        """The first message matching topic, payload and where (each if given); TimeoutError if none comes."""
 
         def match() -> Received | None:
             for msg in self.messages:
-                if (topic is None or msg.topic == topic) and (payload is None or msg.payload == payload):
+                if (
+                    (topic is None or msg.topic == topic)
+                    and (payload is None or msg.payload == payload)
+                    and (where is None or where(msg))
+                ):
                     return msg
             return None
 

@@ -8,18 +8,11 @@ whole run, for tests that neither restart it nor change its accounts.
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-TESTS_DIR = Path(__file__).resolve().parent
-for path in (TESTS_DIR.parent, TESTS_DIR):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-from broker_harness import MOSQUITTO, BrokerHandle, make_broker  # noqa: E402
+from broker_harness import MOSQUITTO, BrokerHandle, make_broker
 
 
 def _require_mosquitto() -> None:
