@@ -1,0 +1,62 @@
+# Every target installs what is missing first, then does its job.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= edge,dashboard,trainer,test
+comma := ,
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)-$(subst $(comma),-,$(EXTRAS))
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+PYTEST_ARGS ?=
+
+.PHONY: install system-deps demo test bench train faults check-config clean help
+
+help:
+	@echo "make demo    install what is missing, then run the whole system"
+	@echo "make test    install what is missing, then run the tests"
+	@echo "make bench   run the benchmarks (each prints one JSON line of figures)"
+	@echo "make train   retrain the released model from ../shared/datasets/all-aria (DATA=DIR to override)"
+	@echo "make faults  run the full fault suite"
+
+system-deps:
+	@missing=""; \
+	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto mosquitto-clients"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: system-deps $(STAMP)
+
+demo: install
+	$(PY) scripts/demo.py $(DEMO_ARGS)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	@for bench in bench/*.py; do echo "== $$bench"; $(PY) $$bench || exit 1; done
+
+DATA ?= ../shared/datasets/all-aria
+train: install
+	$(PY) -m trainer train --data $(DATA)
+
+faults: install
+	$(PY) -m pytest tests/faults -m faults --faults-scale=full $(PYTEST_ARGS)
+
+check-config: install
+	$(PY) -m contracts.confs check confs.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache var tests/artifacts
