@@ -7,7 +7,9 @@ import json
 import logging
 import os
 import signal
+import stat
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,9 +75,14 @@ class GeneratedPaths:
         return self.root / "data"
 
     @property
+    def run(self) -> Path:
+        """Runtime directory the unprivileged broker may write (pid file)."""
+        return self.root / "run"
+
+    @property
     def pid_file(self) -> Path:
         """Where the broker's pid is recorded."""
-        return self.root / "mosquitto.pid"
+        return self.run / "mosquitto.pid"
 
     @property
     def log(self) -> Path:
@@ -138,13 +145,24 @@ def _grant_broker_group(paths: GeneratedPaths, settings: BrokerSettings) -> None
     for path in (paths.tls.server_key, paths.passwd, paths.acl):
         os.chown(path, 0, gid)
         path.chmod(0o640)
-    os.chown(paths.data, -1, gid)
-    paths.data.chmod(0o770)
+    for directory in (paths.data, paths.run):
+        os.chown(directory, -1, gid)
+        directory.chmod(0o770)
+
+
+def _keeping_owner(path: Path, write: Callable[[], None]) -> None:
+    """Run write (which replaces path) and give the new file the old one's group and mode."""
+    old = path.stat() if path.exists() else None
+    write()
+    if old is not None:
+        path.chmod(stat.S_IMODE(old.st_mode))
+        if os.geteuid() == 0:
+            os.chown(path, -1, old.st_gid)
 
 
 def _refresh_acl(paths: GeneratedPaths) -> None:
     """Regenerate the ACL from the registry."""
-    write_acl(paths.acl, load_registry(paths.registry))
+    _keeping_owner(paths.acl, lambda: write_acl(paths.acl, load_registry(paths.registry)))
 
 
 def render(
@@ -164,6 +182,7 @@ def render(
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.root.chmod(0o755)
     paths.data.mkdir(exist_ok=True)
+    paths.run.mkdir(exist_ok=True)
     ensure_tls(paths.tls.ca_cert.parent, settings.hosts)
     if not paths.passwd.exists():
         paths.passwd.touch(mode=0o600)
@@ -188,12 +207,7 @@ def _save_credential(paths: GeneratedPaths, username: str, password: str) -> Non
     with os.fdopen(fd, "w") as handle:
         json.dump(creds, handle, indent=2, sort_keys=True)
     paths.credentials.with_suffix(".tmp").replace(paths.credentials)
-    mode = paths.passwd.stat().st_mode & 0o777 if paths.passwd.exists() else 0o600
-    gid = paths.passwd.stat().st_gid if paths.passwd.exists() else -1
-    set_password(paths.passwd, username, password)
-    paths.passwd.chmod(mode)
-    if os.geteuid() == 0:
-        os.chown(paths.passwd, -1, gid)
+    _keeping_owner(paths.passwd, lambda: set_password(paths.passwd, username, password))
 
 
 def add_device(
@@ -203,6 +217,7 @@ def add_device(
     check_name(device_id, "device id")
     device = Device(check_name(location, "location"), check_name(zone, "zone"))
     paths = GeneratedPaths(Path(out_dir))
+    paths.root.mkdir(parents=True, exist_ok=True)
     registry = load_registry(paths.registry)
     registry.check_unique(device_id, "device")
     if device_id in registry.devices and not replace:
@@ -226,6 +241,7 @@ def add_dashboard(
     check_name(username, "dashboard username")
     dashboard = Dashboard(check_name(app or username, "application id"), tuple(check_name(x, "location") for x in locations))
     paths = GeneratedPaths(Path(out_dir))
+    paths.root.mkdir(parents=True, exist_ok=True)
     registry = load_registry(paths.registry)
     registry.check_unique(username, "dashboard")
     registry.dashboards[username] = dashboard
