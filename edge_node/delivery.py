@@ -1,0 +1,157 @@
+"""Drains the outbox through the MQTT link in order, deleting each message only when its PUBACK arrives."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from paho.mqtt.enums import MQTTErrorCode
+
+from edge_node.mqtt_link import MqttLink
+from edge_node.outbox import Outbox, OutboxItem
+
+logger = logging.getLogger(__name__)
+
+_EARLY_ACK_TTL_S = 10.0
+
+
+@dataclass
+class _InFlight:
+    seq: int
+    published_at: float
+
+
+class OutboxSender:
+    """One thread that publishes stored messages (a bounded window in flight) and deletes acknowledged ones.
+
+    While the link is down nothing new is handed to paho; paho itself resends what was in flight when
+    the connection returns, and anything still unacknowledged `resend_after_s` after a reconnect is
+    published again (the consumer drops duplicates by message_id).
+    """
+
+    def __init__(self, outbox: Outbox, link: MqttLink, window: int = 100, resend_after_s: float = 15.0) -> None:
+        self._outbox = outbox
+        self._link = link
+        self._window = window
+        self._resend_after_s = resend_after_s
+        self._lock = threading.Lock()
+        self._in_flight: dict[int, _InFlight] = {}
+        self._early_acks: dict[int, tuple[bool, float]] = {}
+        self._acked: list[int] = []
+        self._cursor = 0
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox-sender", daemon=True)
+        self.delivered = 0
+        self.refused = 0
+        link.add_ack_listener(self._on_ack)
+
+    def start(self) -> None:
+        """Start draining."""
+        self._thread.start()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until the outbox is empty (or timeout); returns whether it emptied."""
+        deadline = time.monotonic() + timeout
+        while self._outbox.depth() > 0:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                return False
+            self._outbox.wake()
+            time.sleep(0.01)
+        return True
+
+    def stop(self) -> None:
+        """Stop the thread after its current pass, deleting what was acknowledged so far."""
+        self._stopping.set()
+        self._outbox.wake()
+        if self._thread.is_alive():
+            self._thread.join(10)
+
+    def in_flight(self) -> int:
+        """Messages handed to paho and not yet acknowledged."""
+        with self._lock:
+            return len(self._in_flight)
+
+    def _on_ack(self, mid: int, accepted: bool, reason: str) -> None:
+        """PUBACK from paho's network thread: remember it for the sender thread."""
+        with self._lock:
+            entry = self._in_flight.pop(mid, None)
+            if entry is None:
+                # The PUBACK can beat publish() returning the mid to us.
+                self._early_acks[mid] = (accepted, time.monotonic())
+                return
+            self._record_ack(entry.seq, accepted, reason)
+        self._outbox.wake()
+
+    def _record_ack(self, seq: int, accepted: bool, reason: str) -> None:
+        """Queue seq for deletion; caller holds the lock."""
+        self._acked.append(seq)
+        if accepted:
+            self.delivered += 1
+        else:
+            # Retrying a refused message forever would block everything behind it.
+            self.refused += 1
+            logger.error("broker refused outbox message %d (%s): dropped", seq, reason)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._delete_acked()
+                if self._link.is_connected():
+                    self._resend_stale()
+                    self._publish_next()
+            except Exception:
+                logger.exception("outbox sender pass failed; retrying")
+                time.sleep(1.0)
+            self._outbox.wait_for_work(0.5)
+        self._delete_acked()
+
+    def _delete_acked(self) -> None:
+        with self._lock:
+            acked, self._acked = self._acked, []
+            now = time.monotonic()
+            self._early_acks = {m: v for m, v in self._early_acks.items() if now - v[1] < _EARLY_ACK_TTL_S}
+        if acked:
+            self._outbox.delete(acked)
+
+    def _publish_next(self) -> None:
+        with self._lock:
+            room = self._window - len(self._in_flight)
+        if room <= 0:
+            return
+        for item in self._outbox.pending(after_seq=self._cursor, limit=room):
+            if not self._publish(item):
+                return
+            self._cursor = item.seq
+
+    def _publish(self, item: OutboxItem) -> bool:
+        """Hand one item to paho and track its mid; False when paho would not take it."""
+        info = self._link.publish(item.topic, item.payload, qos=item.qos)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            logger.warning("paho refused outbox message %d: rc %s", item.seq, info.rc)
+            return False
+        with self._lock:
+            early = self._early_acks.pop(info.mid, None)
+            if early is not None:
+                self._record_ack(item.seq, early[0], "acknowledged")
+            else:
+                self._in_flight[info.mid] = _InFlight(item.seq, time.monotonic())
+        return True
+
+    def _resend_stale(self) -> None:
+        """Publish again what stayed unacknowledged long after the latest (re)connect."""
+        since = self._link.connected_since
+        now = time.monotonic()
+        if since is None or now - since < self._resend_after_s:
+            return
+        with self._lock:
+            stale = {mid: e for mid, e in self._in_flight.items() if now - e.published_at > self._resend_after_s}
+            for mid in stale:
+                del self._in_flight[mid]
+        if not stale:
+            return
+        logger.warning("republishing %d outbox messages with no PUBACK", len(stale))
+        for item in self._outbox.fetch(e.seq for e in stale.values()):
+            if not self._publish(item):
+                return
