@@ -1,0 +1,3 @@
+"""API views (filled in below)."""
+
+from __future__ import annotations
