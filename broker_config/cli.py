@@ -5,16 +5,25 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from broker_config.manage import DEFAULT_OUT, BrokerSettings, GeneratedPaths, add_dashboard, add_device, reload_broker, render
+from broker_config.manage import (
+    DEFAULT_OUT,
+    BrokerSettings,
+    GeneratedPaths,
+    add_dashboard,
+    add_device,
+    reload_broker,
+    render,
+)
 from broker_config.registry import InvalidName, check_name
 from broker_config.tls import DEFAULT_HOSTS, ensure_tls
 
 logger = logging.getLogger(__name__)
 
 
-def _name_type(what: str):  # type: ignore[no-untyped-def]
+def _name_type(what: str) -> Callable[[str], str]:
     """An argparse type that accepts only `[A-Za-z0-9_.-]{1,64}`."""
 
     def parse(value: str) -> str:
@@ -66,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = with_out(sub.add_parser("add-dashboard", help="register the dashboard account and print its password once"))
     b.add_argument("--username", type=_name_type("dashboard username"), default="dashboard")
     b.add_argument("--app", type=_name_type("application id"), help="application id (default: the username)")
-    b.add_argument("--location", action="append", type=_name_type("location"), default=[], help="extra location (repeat)")
+    b.add_argument(
+        "--location", action="append", type=_name_type("location"), default=[], help="extra location (repeat)"
+    )
     b.add_argument("--reload", action="store_true", help="SIGHUP the running broker afterwards")
 
     t = with_out(sub.add_parser("tls", help="create the CA and server certificate"))

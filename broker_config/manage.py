@@ -239,7 +239,9 @@ def add_dashboard(
 ) -> str:
     """Register (or re-key) a dashboard account and regenerate the ACL; returns the password."""
     check_name(username, "dashboard username")
-    dashboard = Dashboard(check_name(app or username, "application id"), tuple(check_name(x, "location") for x in locations))
+    dashboard = Dashboard(
+        check_name(app or username, "application id"), tuple(check_name(x, "location") for x in locations)
+    )
     paths = GeneratedPaths(Path(out_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
     registry = load_registry(paths.registry)

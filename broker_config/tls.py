@@ -28,7 +28,7 @@ class TlsPaths:
     server_key: Path
 
     @classmethod
-    def in_dir(cls, directory: Path) -> "TlsPaths":
+    def in_dir(cls, directory: Path) -> TlsPaths:
         """Standard file names inside directory."""
         return cls(directory / "ca.crt", directory / "ca.key", directory / "server.crt", directory / "server.key")
 
@@ -40,7 +40,10 @@ class TlsPaths:
 def _name(common_name: str) -> x509.Name:
     """A subject name with the project's organisation."""
     return x509.Name(
-        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ALL edge"), x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ALL edge"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
     )
 
 
@@ -63,9 +66,11 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     path.chmod(0o600)
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey, days: int) -> x509.CertificateBuilder:
+def _builder(
+    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey, days: int
+) -> x509.CertificateBuilder:
     """A certificate builder with validity starting a minute ago (tolerates small clock skew)."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -84,9 +89,7 @@ def make_ca(paths: TlsPaths, days: int = 3650) -> None:
     cert = (
         _builder(name, name, key.public_key(), days)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -106,9 +109,7 @@ def make_server_cert(paths: TlsPaths, hosts: tuple[str, ...] = DEFAULT_HOSTS, da
         _builder(_name(hosts[0]), ca_cert.subject, key.public_key(), days)
         .add_extension(_san(hosts), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())

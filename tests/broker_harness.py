@@ -4,6 +4,17 @@ Use the pytest fixtures from tests/conftest.py (`broker`, `broker_factory`, `ses
 or call `make_broker(directory)` directly. A started broker accepts TCP on `port` (plain) and
 `tls_port` (TLS, CA at `ca_path`), and has accounts `devA`, `devB` (Hospital/Lab1) and
 `dashboard` unless told otherwise. Every process it starts is stopped by PID on `close()`.
+
+    def test_node_reports(broker: BrokerHandle) -> None:
+        watch = broker.collector("dashboard", f"{broker.location}/Devices/+/+/#")
+        node = broker.client("devA", client_id="devA", clean_start=False, session_expiry=3600)
+        publish_and_wait(node, broker.topic("devA", "Sensors"), b"{}")
+        watch.wait_for(broker.topic("devA", "Sensors"))
+        broker.kill(); broker.start()          # or stop() / restart() (graceful, persisted)
+        broker.add_device("devC")              # passwd + ACL + SIGHUP on the live broker
+
+Your own code under test connects with `broker.host`, `broker.port` (or `broker.tls_host`,
+`broker.tls_port`, `broker.ca_path`) and `broker.credentials[user]`.
 """
 
 from __future__ import annotations
@@ -25,6 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from broker_config import BrokerSettings, GeneratedPaths, add_dashboard, add_device, reload_broker, render
 
@@ -124,7 +138,7 @@ def connect_client(
     user: str | None,
     password: str | None,
     *,
-    protocol: int = mqtt.MQTTv5,
+    protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
     client_id: str | None = None,
     clean_start: bool = True,
     session_expiry: int | None = None,
@@ -137,7 +151,7 @@ def connect_client(
     """Connect a paho 2 client and start its loop; ConnectionRefusedError if the broker says no."""
     v5 = protocol == mqtt.MQTTv5
     client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
+        CallbackAPIVersion.VERSION2,
         client_id=client_id or f"test-{uuid.uuid4().hex[:10]}",
         protocol=protocol,
         clean_session=None if v5 else clean_start,
@@ -156,9 +170,11 @@ def connect_client(
         client.on_message = on_message
     props = None
     if v5 and session_expiry is not None:
-        props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = session_expiry
-    client.connect(host, port, keepalive=10, clean_start=clean_start if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY, properties=props)
+    client.connect(
+        host, port, keepalive=10, clean_start=clean_start if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY, properties=props
+    )
     # Wait for CONNACK in this thread: a background loop would keep retrying a refused login.
     deadline = time.monotonic() + timeout
     acks = _acks(client)
@@ -184,6 +200,7 @@ def session_present(client: mqtt.Client) -> bool:
 def subscribe_and_wait(client: mqtt.Client, topics: list[str], qos: int = 1, timeout: float = 5.0) -> list[Any]:
     """Subscribe and return the SUBACK reason codes (failures included)."""
     _, mid = client.subscribe([(topic, qos) for topic in topics])
+    assert mid is not None, "not connected"
     acks = _acks(client)
     return list(acks.wait(lambda: acks.subacks.get(mid), timeout, "SUBACK"))
 
@@ -209,7 +226,7 @@ class MessageCollector:
     def on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         """paho callback: record the message."""
         with self._cond:
-            self.messages.append(Received(msg.topic, msg.payload, msg.qos, bool(msg.retain)))
+            self.messages.append(Received(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain)))
             self._cond.notify_all()
 
     def subscribe(self, topics: list[str], qos: int = 1) -> list[Any]:
@@ -295,7 +312,7 @@ class BrokerHandle:
     @property
     def pid(self) -> int | None:
         """PID of the running broker, or None."""
-        return self.process.pid if self.is_running() else None
+        return self.process.pid if self.process is not None and self.process.poll() is None else None
 
     def topic(self, device_id: str, channel: str) -> str:
         """Topic of a registered device's channel."""
@@ -341,7 +358,7 @@ class BrokerHandle:
                 pending.pop(0)
             except OSError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"mosquitto not listening after {timeout}s:\n{self._diagnostics()}")
+                    raise TimeoutError(f"mosquitto not listening after {timeout}s:\n{self._diagnostics()}") from None
                 time.sleep(0.01)
         probe = self.client(self.dashboard_user, client_id=f"probe-{uuid.uuid4().hex[:8]}", track=False)
         probe.disconnect()
@@ -383,7 +400,9 @@ class BrokerHandle:
         """SIGHUP the broker so it rereads passwd and ACL."""
         reload_broker(self.paths.pid_file)
 
-    def add_device(self, device_id: str, location: str | None = None, zone: str | None = None, timeout: float = 5.0) -> DeviceInfo:
+    def add_device(
+        self, device_id: str, location: str | None = None, zone: str | None = None, timeout: float = 5.0
+    ) -> DeviceInfo:
         """Register a device on the live broker (passwd + ACL + SIGHUP) and wait until it can log in."""
         location, zone = location or self.location, zone or self.zone
         password = add_device(self.root, device_id, location, zone)
@@ -463,8 +482,12 @@ def make_broker(
     dashboard_app: str = DASHBOARD,
     start: bool = True,
     attempts: int = 3,
+    settings: dict[str, Any] | None = None,
 ) -> BrokerHandle:
-    """Render a config with free ports and fresh accounts into directory, and start the broker."""
+    """Render a config with free ports and fresh accounts into directory, and start the broker.
+
+    settings overrides `broker_config.BrokerSettings` fields, e.g. {"max_queued_messages": 5}.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     credentials = {dashboard_user: add_dashboard(directory, dashboard_user, dashboard_app, (location,))}
     infos = {}
@@ -472,7 +495,7 @@ def make_broker(
         credentials[device_id] = add_device(directory, device_id, location, zone)
         infos[device_id] = DeviceInfo(device_id, location, zone, credentials[device_id])
     for attempt in range(attempts):
-        handle = _render_handle(directory, location, zone, dashboard_user, dashboard_app, credentials, infos)
+        handle = _render_handle(directory, location, zone, dashboard_user, dashboard_app, credentials, infos, settings)
         if not start:
             return handle
         try:
@@ -494,6 +517,7 @@ def _render_handle(
     dashboard_app: str,
     credentials: dict[str, str],
     devices: dict[str, DeviceInfo],
+    overrides: dict[str, Any] | None = None,
 ) -> BrokerHandle:
     """Render the config on fresh free ports and build the handle."""
     port, tls_port = free_port(), free_port()
@@ -502,7 +526,7 @@ def _render_handle(
     paths = GeneratedPaths(directory)
     # Tests run as root here; an unprivileged broker user could not enter pytest's private tmp dirs.
     run_as = "root" if os.geteuid() == 0 else os.environ.get("USER", "mosquitto")
-    settings = BrokerSettings(run_as=run_as, tls_bind=HOST, log_dest=f"file {paths.log}", autosave_interval=1)
+    defaults = {"run_as": run_as, "tls_bind": HOST, "log_dest": f"file {paths.log}", "autosave_interval": 1}
+    settings = BrokerSettings(**{**defaults, **(overrides or {})})
     render(directory, port, tls_port, settings)
     return BrokerHandle(directory, port, tls_port, location, zone, dashboard_user, dashboard_app, credentials, devices)
-

@@ -11,7 +11,6 @@ import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
-
 from broker_harness import MOSQUITTO, BrokerHandle, make_broker
 
 

@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from broker_harness import BrokerHandle, publish_and_wait
 
 from broker_config.passwords import hash_password, read_passwd, verify_password
-from broker_harness import BrokerHandle, publish_and_wait
 
 
 def test_device_added_to_a_running_broker_can_publish_only_its_own_topics(broker: BrokerHandle) -> None:

@@ -12,7 +12,6 @@ import uuid
 
 import paho.mqtt.client as mqtt
 import pytest
-
 from broker_harness import BrokerHandle, MessageCollector, publish_and_wait
 
 NODE_CHANNELS = ("Status", "Life", "Sensors", "Warnings", "Updates")
@@ -28,7 +27,9 @@ def _dashboard_watch(broker: BrokerHandle) -> MessageCollector:
     return broker.collector("dashboard", f"{broker.location}/Devices/+/+/#")
 
 
-def _assert_only_sentinel(watch: MessageCollector, denied_topic: str, denied: bytes, sentinel_topic: str, sentinel: bytes) -> None:
+def _assert_only_sentinel(
+    watch: MessageCollector, denied_topic: str, denied: bytes, sentinel_topic: str, sentinel: bytes
+) -> None:
     """The sentinel arrived and the denied payload did not."""
     watch.wait_for(sentinel_topic, payload=sentinel)
     leaked = [m for m in watch.messages if m.payload == denied]
@@ -36,7 +37,9 @@ def _assert_only_sentinel(watch: MessageCollector, denied_topic: str, denied: by
 
 
 @pytest.mark.parametrize("protocol", [mqtt.MQTTv5, mqtt.MQTTv311], ids=["v5", "v311"])
-def test_device_publishes_its_own_sensors_and_dashboard_receives_them(session_broker_clients: BrokerHandle, protocol: int) -> None:
+def test_device_publishes_its_own_sensors_and_dashboard_receives_them(
+    session_broker_clients: BrokerHandle, protocol: int
+) -> None:
     broker = session_broker_clients
     watch = _dashboard_watch(broker)
     payload = _marker()

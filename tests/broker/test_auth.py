@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import paho.mqtt.client as mqtt
 import pytest
-
 from broker_harness import BrokerHandle
 
 
@@ -32,6 +31,8 @@ def test_another_accounts_password_is_refused(session_broker_clients: BrokerHand
 
 
 @pytest.mark.parametrize("user", ["devA", "devB", "dashboard"])
-def test_registered_accounts_connect_with_their_generated_password(session_broker_clients: BrokerHandle, user: str) -> None:
+def test_registered_accounts_connect_with_their_generated_password(
+    session_broker_clients: BrokerHandle, user: str
+) -> None:
     client = session_broker_clients.client(user)
     assert client.is_connected()

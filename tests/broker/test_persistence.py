@@ -11,7 +11,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-
 from broker_harness import BrokerHandle, MessageCollector, publish_and_wait, session_present, subscribe_and_wait
 
 

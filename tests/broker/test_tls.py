@@ -6,7 +6,6 @@ import socket
 import ssl
 
 import pytest
-
 from broker_harness import BrokerHandle, connect_client, publish_and_wait
 
 

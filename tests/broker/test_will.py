@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from broker_harness import BrokerHandle
+
 from contracts.messages import NodeState, StatusMessage, from_bytes
 
 WILL_CLIENT = Path(__file__).with_name("will_client.py")
