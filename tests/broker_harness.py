@@ -274,7 +274,7 @@ class DeviceInfo:
     device_id: str
     location: str
     zone: str
-    password: str
+    password: str = field(repr=False)
 
     def topic(self, channel: str) -> str:
         """`{location}/Devices/{zone}/{device}/{channel}`."""
@@ -292,7 +292,7 @@ class BrokerHandle:
     zone: str
     dashboard_user: str
     dashboard_app: str
-    credentials: dict[str, str]
+    credentials: dict[str, str] = field(repr=False)
     devices: dict[str, DeviceInfo]
     host: str = HOST
     tls_host: str = TLS_HOST
