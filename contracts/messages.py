@@ -6,7 +6,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeAlias, Union
+from typing import Annotated, Any, Final, Literal, TypeAlias, Union
 
 from pydantic import (
     AwareDatetime,
@@ -21,7 +21,7 @@ from pydantic import (
 
 from contracts.topics import Channel
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 SUPPORTED_SCHEMAS = frozenset({SCHEMA_VERSION})
 MAX_PAYLOAD_BYTES = 64 * 1024
 
