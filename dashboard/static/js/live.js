@@ -1,0 +1,163 @@
+// Live updates over server-sent events. Elements opt in with data attributes; every value is
+// written with textContent (never innerHTML), so nothing a node sends can become markup.
+(function () {
+  "use strict";
+
+  function setStatus(el, on) {
+    if (!el) { return; }
+    el.classList.toggle("on", on);
+    el.textContent = on ? "Live" : "Reconnecting…";
+  }
+
+  function setField(row, name, value) {
+    var cell = row.querySelector('[data-field="' + name + '"]');
+    if (!cell) { return; }
+    var text = value === null || value === undefined ? "—" : String(value);
+    var meter = cell.querySelector("meter");
+    if (meter && typeof value === "number") { meter.value = value; }
+    var target = cell.querySelector("[data-text]") || cell;
+    if (target.textContent !== text) { target.textContent = text; row.classList.remove("flash"); void row.offsetWidth; row.classList.add("flash"); }
+  }
+
+  function setBadge(row, name, value, extraClass) {
+    var badge = row.querySelector('[data-badge="' + name + '"]');
+    if (!badge || value === undefined) { return; }
+    badge.className = "badge " + value + (extraClass ? " " + extraClass : "");
+    badge.textContent = value;
+  }
+
+  function cell(text, cls) {
+    var td = document.createElement("td");
+    if (cls) { td.className = cls; }
+    td.textContent = text === null || text === undefined ? "—" : String(text);
+    return td;
+  }
+
+  function link(href, text) {
+    var a = document.createElement("a");
+    a.href = href;
+    a.textContent = text;
+    return a;
+  }
+
+  function badge(value, extra) {
+    var span = document.createElement("span");
+    span.className = "badge " + value + (extra ? " " + extra : "");
+    span.textContent = value;
+    return span;
+  }
+
+  var handlers = {
+    node: function (root, data) {
+      var row = root.querySelector('tr[data-node="' + CSS.escape(data.device_id) + '"]');
+      if (!row) {
+        var body = root.querySelector("tbody");
+        if (!body) { return; }
+        var empty = body.querySelector(".empty-row");
+        if (empty) { empty.remove(); }
+        row = document.createElement("tr");
+        row.setAttribute("data-node", data.device_id);
+        var first = document.createElement("td");
+        var dot = document.createElement("span");
+        dot.className = "dot";
+        dot.setAttribute("data-dot", "");
+        first.appendChild(dot);
+        first.appendChild(link(root.getAttribute("data-node-url").replace("__id__", encodeURIComponent(data.device_id)), data.device_id));
+        row.appendChild(first);
+        var state = document.createElement("td");
+        var b = badge(data.state);
+        b.setAttribute("data-badge", "state");
+        state.appendChild(b);
+        row.appendChild(state);
+        ["last_seen", "zone", "model_version", "cpu", "memory", "temperature", "outbox"].forEach(function (name) {
+          var td = cell(null, ["cpu", "memory", "temperature", "outbox"].indexOf(name) >= 0 ? "num" : "");
+          td.setAttribute("data-field", name);
+          row.appendChild(td);
+        });
+        body.appendChild(row);
+      }
+      var shown = data.stale ? "STALE" : data.state;
+      setBadge(row, "state", data.stale && data.state === "ONLINE" ? "stale" : data.state);
+      var b2 = row.querySelector('[data-badge="state"]');
+      if (b2) { b2.textContent = shown === "STALE" ? "ONLINE (stale)" : shown; }
+      row.classList.toggle("stale", !!data.stale || data.state !== "ONLINE");
+      var dot2 = row.querySelector("[data-dot]");
+      if (dot2) { dot2.className = "dot " + (data.stale ? "stale" : data.state); }
+      ["last_seen", "zone", "model_version", "cpu", "memory", "temperature", "outbox"].forEach(function (name) {
+        setField(row, name, data[name]);
+      });
+    },
+
+    result: function (root, data) {
+      var body = root.querySelector("tbody");
+      if (!body || root.querySelector('tr[data-result="' + data.id + '"]')) { return; }
+      var empty = body.querySelector(".empty-row");
+      if (empty) { empty.remove(); }
+      var row = document.createElement("tr");
+      row.setAttribute("data-result", data.id);
+      row.appendChild(cell(data.received_at));
+      var nodeCell = document.createElement("td");
+      nodeCell.appendChild(link(root.getAttribute("data-node-url").replace("__id__", encodeURIComponent(data.device_id)), data.device_id));
+      row.appendChild(nodeCell);
+      var sample = cell(data.sample_id, "mono");
+      row.appendChild(sample);
+      var label = document.createElement("td");
+      label.appendChild(badge("info", null));
+      label.firstChild.textContent = data.label;
+      if (data.uncertain) { label.appendChild(document.createTextNode(" ")); label.appendChild(badge("uncertain")); }
+      row.appendChild(label);
+      row.appendChild(cell(data.confidence, "num"));
+      row.appendChild(cell(data.model_version));
+      row.appendChild(cell(data.inference_ms, "num"));
+      row.classList.add("flash");
+      body.insertBefore(row, body.firstChild);
+      var limit = parseInt(root.getAttribute("data-limit") || "50", 10);
+      while (body.rows.length > limit) { body.deleteRow(body.rows.length - 1); }
+    },
+
+    target: function (root, data) {
+      var row = root.querySelector('tr[data-target="' + CSS.escape(data.device_id) + '"]');
+      if (!row) { return; }
+      setBadge(row, "state", data.state);
+      setField(row, "updated_at", data.updated_at);
+      setField(row, "reason", data.reason);
+      setField(row, "stage", data.stage);
+    },
+
+    rollout: function (root, data) {
+      var el = document.querySelector('[data-badge="rollout-status"]');
+      if (el) { el.className = "badge " + data.status; el.textContent = data.status; }
+      document.querySelectorAll("[data-count]").forEach(function (node) {
+        var key = node.getAttribute("data-count");
+        if (data.counts && key in data.counts) { node.textContent = String(data.counts[key]); }
+      });
+      document.querySelectorAll("[data-when-status]").forEach(function (node) {
+        var allowed = node.getAttribute("data-when-status").split(" ");
+        node.hidden = allowed.indexOf(data.status) < 0;
+      });
+    }
+  };
+
+  function connect(root) {
+    var url = root.getAttribute("data-stream");
+    var status = document.querySelector('[data-live-for="' + root.id + '"]');
+    var source = new EventSource(url);
+    source.onopen = function () { setStatus(status, true); };
+    source.onerror = function () { setStatus(status, false); };
+    Object.keys(handlers).forEach(function (kind) {
+      source.addEventListener(kind, function (event) {
+        try { handlers[kind](root, JSON.parse(event.data)); } catch (err) { if (window.console) { console.warn(err); } }
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!window.EventSource) { return; }
+    document.querySelectorAll("[data-stream]").forEach(connect);
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        if (!window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
+      });
+    });
+  });
+})();

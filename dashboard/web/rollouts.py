@@ -1,0 +1,155 @@
+"""Rollouts: create (admins), list, live per-node state, and halt / resume / roll back by hand."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from dashboard.db import get_db
+from dashboard.models import ModelRelease, Rollout, RolloutTarget
+from dashboard.services.auth import role_required
+from dashboard.web import queries
+from dashboard.web.common import record_action, require_login
+from dashboard.web.forms import ActionForm, RolloutForm, options
+
+logger = logging.getLogger(__name__)
+
+bp = require_login(Blueprint("rollouts", __name__))
+
+
+def _state_counts(session: Any, rollout_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Per rollout: how many targets are in each state, plus 'total'."""
+    counts: dict[int, dict[str, int]] = {i: {"total": 0} for i in rollout_ids}
+    if not rollout_ids:
+        return counts
+    query = (
+        select(RolloutTarget.rollout_id, RolloutTarget.state, func.count(RolloutTarget.id))
+        .where(RolloutTarget.rollout_id.in_(rollout_ids))
+        .group_by(RolloutTarget.rollout_id, RolloutTarget.state)
+    )
+    for rollout_id, state, count in session.execute(query):
+        counts[rollout_id][state] = count
+        counts[rollout_id]["total"] += count
+    return counts
+
+
+@bp.route("/rollouts")
+def index() -> Any:
+    """Every rollout, newest first, with progress."""
+    with get_db().session() as session:
+        rollouts = session.scalars(
+            select(Rollout).options(selectinload(Rollout.release)).order_by(Rollout.id.desc()).limit(200)
+        ).all()
+        counts = _state_counts(session, [r.id for r in rollouts])
+    return render_template("rollouts.html", rollouts=[(r, counts[r.id]) for r in rollouts])
+
+
+@bp.route("/rollouts/<int:rollout_id>")
+def detail(rollout_id: int) -> Any:
+    """A rollout with its targets; the table then follows /stream/rollouts/<id>."""
+    with get_db().session() as session:
+        rollout = session.scalar(
+            select(Rollout).where(Rollout.id == rollout_id)
+            .options(selectinload(Rollout.release), selectinload(Rollout.targets))
+        )
+        if rollout is None:
+            abort(404)
+        counts = _state_counts(session, [rollout_id])[rollout_id]
+    from dashboard.services import rollouts as engine
+
+    return render_template(
+        "rollout_detail.html", rollout=rollout, counts=counts, action_form=ActionForm(),
+        haltable=sorted(engine.HALTABLE_STATES), resumable=sorted(engine.RESUMABLE_STATES),
+        rollbackable=sorted(engine.ROLLBACKABLE_STATES),
+    )
+
+
+@bp.route("/rollouts/new", methods=["GET", "POST"])
+@role_required("admin")
+def new() -> Any:
+    """The rollout form; on a valid POST the rollout is created and the ingest engine takes it from there."""
+    form = RolloutForm()
+    with get_db().session() as session:
+        releases = session.scalars(select(ModelRelease).order_by(ModelRelease.uploaded_at.desc())).all()
+        form.release_id.choices = options(*[(r.id, f"{r.name} {r.version}") for r in releases])
+        form.zone.choices = options(*[(z, z) for z in queries.zones(session)])
+        form.nodes.choices = options(*[(d, d) for d in queries.device_ids(session)])
+    if request.method == "GET" and request.args.get("release_id", type=int):
+        form.release_id.data = request.args.get("release_id", type=int)
+    if form.validate_on_submit():
+        outcome = _create(form)
+        if isinstance(outcome, int):
+            flash(f"Rollout #{outcome} started.", "success")
+            return redirect(url_for("rollouts.detail", rollout_id=outcome))
+        flash(f"Rollout refused: {outcome}", "error")
+    return render_template("rollout_new.html", form=form), 200 if request.method == "GET" else 400
+
+
+def _create(form: RolloutForm) -> int | str:
+    """Create the rollout through the engine's service; the new id, or why it was refused."""
+    from dashboard.services import rollouts as engine
+
+    mode = form.target_mode.data
+    value: str | list[str] | None = None
+    if mode == "zone":
+        value = form.zone.data or ""
+    elif mode == "nodes":
+        value = list(form.nodes.data or [])
+    with get_db().session() as session:
+        try:
+            rollout = engine.create_rollout(
+                session, release_id=form.release_id.data, target_kind=mode, target_value=value,
+                canary_size=form.canary_size.data, failure_threshold=form.failure_threshold.data,
+                created_by=current_user.username,
+            )
+        except engine.RolloutError as exc:
+            return str(exc)
+        record_action(session, "rollout.create", f"rollout:{rollout.id}", release_id=form.release_id.data,
+                      targets=mode, value=value, canary_size=form.canary_size.data,
+                      failure_threshold=form.failure_threshold.data)
+        return rollout.id
+
+
+def _act(rollout_id: int, verb: str) -> Any:
+    """Halt, resume or roll back: the engine records the intent, ingest carries it out."""
+    from dashboard.services import rollouts as engine
+
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    action = {"halt": engine.halt_rollout, "resume": engine.resume_rollout, "rollback": engine.rollback_rollout}[verb]
+    with get_db().session() as session:
+        if session.get(Rollout, rollout_id) is None:
+            abort(404)
+        try:
+            action(session, rollout_id, actor=current_user.username)
+        except engine.RolloutError as exc:
+            flash(f"Cannot {verb.replace('rollback', 'roll back')}: {exc}", "error")
+            return redirect(url_for("rollouts.detail", rollout_id=rollout_id))
+        record_action(session, f"rollout.{verb}", f"rollout:{rollout_id}")
+    flash({"halt": "Rollout halted.", "resume": "Rollout resumed.", "rollback": "Rollback requested."}[verb], "success")
+    return redirect(url_for("rollouts.detail", rollout_id=rollout_id))
+
+
+@bp.route("/rollouts/<int:rollout_id>/halt", methods=["POST"])
+@role_required("admin")
+def halt(rollout_id: int) -> Any:
+    """Stop sending updates to nodes that have not started."""
+    return _act(rollout_id, "halt")
+
+
+@bp.route("/rollouts/<int:rollout_id>/resume", methods=["POST"])
+@role_required("admin")
+def resume(rollout_id: int) -> Any:
+    """Carry on a halted rollout."""
+    return _act(rollout_id, "resume")
+
+
+@bp.route("/rollouts/<int:rollout_id>/rollback", methods=["POST"])
+@role_required("admin")
+def rollback(rollout_id: int) -> Any:
+    """Send every updated node back to its previous model."""
+    return _act(rollout_id, "rollback")

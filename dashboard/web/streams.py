@@ -1,0 +1,165 @@
+"""Server-sent event streams: cheap database polls, changes only, bounded lifetime (EventSource reconnects)."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, request, stream_with_context
+from sqlalchemy import select
+
+from dashboard.db import Database, get_db
+from dashboard.models import Rollout, RolloutTarget
+from dashboard.web import queries
+from dashboard.web.common import offline_after_s, require_login, utc_now
+from dashboard.web.results import parse_filters
+
+bp = require_login(Blueprint("streams", __name__, url_prefix="/stream"))
+
+DEFAULT_LIFETIME_S = 55.0
+DEFAULT_POLL_S = 1.0
+KEEPALIVE_S = 15.0
+RECONNECT_MS = 1500
+
+
+def sse(event: str, data: dict[str, Any], event_id: int | str | None = None) -> str:
+    """One SSE frame; JSON on one line so no data can forge frame boundaries."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n"
+
+
+def _stream(poll: Callable[[], list[str]]) -> Response:
+    """Run poll every interval for the configured lifetime, sending what it returns and keep-alives."""
+    lifetime = float(current_app.config.get("SSE_LIFETIME_S", DEFAULT_LIFETIME_S))
+    interval = float(current_app.config.get("SSE_POLL_S", DEFAULT_POLL_S))
+
+    def generate() -> Iterator[str]:
+        yield f"retry: {RECONNECT_MS}\n\n"
+        deadline = time.monotonic() + lifetime
+        last_sent = time.monotonic()
+        while True:
+            frames = poll()
+            if frames:
+                yield "".join(frames)
+                last_sent = time.monotonic()
+            elif time.monotonic() - last_sent > KEEPALIVE_S:
+                yield ": keep-alive\n\n"
+                last_sent = time.monotonic()
+            if time.monotonic() + interval > deadline:
+                return
+            time.sleep(interval)
+
+    return Response(
+        stream_with_context(generate()),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@bp.route("/fleet")
+def fleet() -> Response:
+    """`node` events: a node's row whenever anything shown about it changes (including going stale)."""
+    db, limit = get_db(), offline_after_s()
+    shown: dict[str, dict[str, Any]] = {}
+
+    def poll() -> list[str]:
+        with db.session() as session:
+            rows = queries.fleet_rows(session, utc_now(), limit)
+        frames = []
+        for row in rows:
+            event = row.as_event()
+            if shown.get(row.device_id) != event:
+                shown[row.device_id] = event
+                frames.append(sse("node", event))
+        return frames
+
+    return _stream(poll)
+
+
+@bp.route("/results")
+def results() -> Response:
+    """`result` events: results stored after the last one seen that match the page's filters."""
+    _, filters, _ = parse_filters(request.args)
+    db = get_db()
+    resume = request.headers.get("Last-Event-ID", type=int)
+    with db.session() as session:
+        start = resume if resume is not None and resume >= 0 else queries.latest_result_id(session)
+    cursor = {"last_id": start}
+
+    def poll() -> list[str]:
+        with db.session() as session:
+            rows = queries.results_newer_than(session, filters, cursor["last_id"])
+        frames = []
+        for row in rows:
+            cursor["last_id"] = row.id
+            frames.append(sse("result", result_event(row), row.id))
+        return frames
+
+    return _stream(poll)
+
+
+def result_event(row: Any) -> dict[str, Any]:
+    """JSON-ready form of a Classification for the results stream."""
+    return {
+        "id": row.id,
+        "received_at": row.sent_at.strftime("%Y-%m-%d %H:%M:%S"),
+        "device_id": row.device_id,
+        "sample_id": row.sample_id,
+        "label": row.label,
+        "confidence": f"{row.confidence:.3f}",
+        "uncertain": bool(row.uncertain),
+        "model_version": row.model_version,
+        "inference_ms": f"{row.inference_ms:.1f}",
+    }
+
+
+def rollout_snapshot(db: Database, rollout_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """The rollout's status with per-state counts, and each target's row."""
+    with db.session() as session:
+        rollout = session.get(Rollout, rollout_id)
+        if rollout is None:
+            return None
+        targets = session.scalars(
+            select(RolloutTarget).where(RolloutTarget.rollout_id == rollout_id).order_by(RolloutTarget.id)
+        ).all()
+        counts: dict[str, int] = {"total": len(targets)}
+        rows = []
+        for target in targets:
+            counts[target.state] = counts.get(target.state, 0) + 1
+            rows.append({
+                "device_id": target.device_id,
+                "state": target.state,
+                "stage": "canary" if target.is_canary else "rest",
+                "updated_at": (target.reported_at or target.sent_at).strftime("%Y-%m-%d %H:%M:%S")
+                if (target.reported_at or target.sent_at) else None,
+                "reason": target.reason or "",
+            })
+        status = {"status": rollout.state, "intent": rollout.intent, "reason": rollout.reason or "", "counts": counts}
+    return status, rows
+
+
+@bp.route("/rollouts/<int:rollout_id>")
+def rollout(rollout_id: int) -> Response:
+    """`rollout` and `target` events whenever the rollout or one of its nodes changes state."""
+    db = get_db()
+    if rollout_snapshot(db, rollout_id) is None:
+        abort(404)
+    shown: dict[str, Any] = {}
+
+    def poll() -> list[str]:
+        snapshot = rollout_snapshot(db, rollout_id)
+        if snapshot is None:
+            return []
+        status, rows = snapshot
+        frames = []
+        if shown.get("__rollout__") != status:
+            shown["__rollout__"] = status
+            frames.append(sse("rollout", status))
+        for row in rows:
+            if shown.get(row["device_id"]) != row:
+                shown[row["device_id"]] = row
+                frames.append(sse("target", row))
+        return frames
+
+    return _stream(poll)
