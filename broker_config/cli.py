@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--user", default="mosquitto", help="user the broker drops privileges to")
     r.add_argument("--log-dest", default="stderr", help="Mosquitto log_dest value, e.g. 'stderr' or 'file /path'")
     r.add_argument("--host", action="append", help="certificate host name or IP (repeat); default localhost, 127.0.0.1")
+    r.add_argument(
+        "--path-prefix", help="directory the broker sees --out as (e.g. /mosquitto/config in a container); default --out"
+    )
 
     d = with_out(sub.add_parser("add-device", help="register a device and print its password once"))
     d.add_argument("device_id", type=_name_type("device id"))
@@ -99,7 +102,7 @@ def _run(args: argparse.Namespace) -> None:
             log_dest=args.log_dest,
             hosts=tuple(args.host or DEFAULT_HOSTS),
         )
-        render(args.out, args.plain_port, args.tls_port, settings)
+        render(args.out, args.plain_port, args.tls_port, settings, args.path_prefix)
         print(f"rendered {paths.conf}")
     elif args.command == "add-device":
         password = add_device(args.out, args.device_id, args.location, args.zone, replace=args.replace)

@@ -6,6 +6,7 @@ import grp
 import json
 import logging
 import os
+import re
 import signal
 import stat
 import string
@@ -31,6 +32,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 TEMPLATE = PACKAGE_DIR / "mosquitto.conf.template"
 DEFAULT_OUT = PACKAGE_DIR / "generated"
 BROKER_GROUP = "mosquitto"
+# Substituted into mosquitto.conf verbatim, so spaces, newlines and `#` must not get through.
+_CONTAINER_PATH = re.compile(r"/[A-Za-z0-9_./-]*")
 
 
 @dataclass(frozen=True)
@@ -109,8 +112,17 @@ class BrokerSettings:
     max_keepalive: int = 300
 
 
-def render_conf(paths: GeneratedPaths, settings: BrokerSettings) -> str:
-    """Fill the template with settings and the paths of the generated files."""
+def check_path_prefix(path_prefix: str) -> str:
+    """Return path_prefix if it is an absolute path safe to write into mosquitto.conf, else raise ValueError."""
+    if not _CONTAINER_PATH.fullmatch(path_prefix) or ".." in path_prefix.split("/"):
+        raise ValueError(f"invalid path prefix {path_prefix!r}: must be an absolute path of [A-Za-z0-9_./-], no '..'")
+    return path_prefix
+
+
+def render_conf(paths: GeneratedPaths, settings: BrokerSettings, path_prefix: str | None = None) -> str:
+    """Fill the template with settings and the paths of the generated files (as seen under path_prefix, if given)."""
+    if path_prefix is not None:
+        paths = GeneratedPaths(Path(check_path_prefix(path_prefix)))
     values = {
         "password_file": paths.passwd,
         "acl_file": paths.acl,
@@ -170,14 +182,20 @@ def render(
     plain_port: int = 1883,
     tls_port: int = 8883,
     settings: BrokerSettings | None = None,
+    path_prefix: str | None = None,
 ) -> GeneratedPaths:
-    """Write mosquitto.conf, passwd, acl and TLS material into out_dir, keeping existing accounts and keys."""
+    """Write mosquitto.conf, passwd, acl and TLS material into out_dir, keeping existing accounts and keys.
+
+    With path_prefix the conf names its files under that directory instead of out_dir (a container mount point).
+    """
     base = settings or BrokerSettings()
     settings = BrokerSettings(**{**vars(base), "plain_port": plain_port, "tls_port": tls_port})
     _check_port(settings.plain_port, "plain port")
     _check_port(settings.tls_port, "TLS port")
     if settings.plain_port == settings.tls_port:
         raise ValueError("the plain and TLS ports must differ")
+    if path_prefix is not None:
+        check_path_prefix(path_prefix)
     paths = GeneratedPaths(Path(out_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.root.chmod(0o755)
@@ -187,7 +205,7 @@ def render(
     if not paths.passwd.exists():
         paths.passwd.touch(mode=0o600)
     _refresh_acl(paths)
-    paths.conf.write_text(render_conf(paths, settings))
+    paths.conf.write_text(render_conf(paths, settings, path_prefix))
     _grant_broker_group(paths, settings)
     logger.info("broker configuration rendered into %s", paths.root)
     return paths
