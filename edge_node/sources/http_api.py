@@ -1,0 +1,171 @@
+"""POST /Inference, compatible with the original classifier servers: raw image body or multipart `file`."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import HTTP
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from edge_node.sources.decode import MAX_IMAGE_BYTES, ImageRejected
+from edge_node.sources.pipeline import ClassificationPipeline, NoModelError
+
+logger = logging.getLogger(__name__)
+
+MAX_CONCURRENT_REQUESTS = 8
+
+
+class RequestError(Exception):
+    """A request answered with an error status and message."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _multipart_file(content_type: str, body: bytes) -> bytes:
+    """The `file` part of a multipart/form-data body."""
+    envelope = f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    message: Message = BytesParser(policy=HTTP).parsebytes(envelope)
+    if not message.is_multipart():
+        raise RequestError(HTTPStatus.BAD_REQUEST, "malformed multipart body")
+    for part in message.iter_parts():  # type: ignore[attr-defined]
+        if part.get_param("name", header="content-disposition") == "file":
+            payload = part.get_payload(decode=True)
+            return payload if isinstance(payload, bytes) else b""
+    raise RequestError(HTTPStatus.BAD_REQUEST, "multipart body has no 'file' field")
+
+
+class InferenceServer:
+    """A small threaded HTTP server; every request needs `Authorization: Bearer <token>`."""
+
+    def __init__(
+        self, pipeline: ClassificationPipeline, host: str, port: int, token: str, max_bytes: int = MAX_IMAGE_BYTES
+    ) -> None:
+        if not token:
+            raise ValueError("the HTTP endpoint needs a bearer token")
+        self._pipeline = pipeline
+        self._token = token.encode()
+        self._max_bytes = max_bytes
+        self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="http-inference", daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when 0 was asked for)."""
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Serve in a background thread."""
+        self._thread.start()
+        logger.info("POST /Inference on port %d", self.port)
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    def authorised(self, header: str | None) -> bool:
+        """Constant-time check of a bearer Authorization header."""
+        if not header or not header.startswith("Bearer "):
+            return False
+        return hmac.compare_digest(header[len("Bearer ") :].strip().encode(), self._token)
+
+    def infer(self, content_type: str, body: bytes) -> dict[str, Any]:
+        """Classify a request body; the answer keeps the original servers' Response/Message/Diagnosis keys."""
+        if content_type.lower().startswith("multipart/form-data"):
+            body = _multipart_file(content_type, body)
+        try:
+            outcome = self._pipeline.process_bytes(body, source="http")
+        except ImageRejected as exc:
+            raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from None
+        except NoModelError as exc:
+            raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, str(exc)) from None
+        message = outcome.message
+        return {
+            "Response": "OK",
+            "Message": f"{message.label} detected" + (" (uncertain)" if message.uncertain else ""),
+            "Diagnosis": message.label,
+            "sample_id": message.sample_id,
+            "label": message.label,
+            "confidence": message.confidence,
+            "probabilities": message.probabilities,
+            "uncertain": message.uncertain,
+            "model_version": message.model_version,
+            "inference_ms": round(message.inference_ms, 3),
+        }
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            timeout = 15
+            server_version = "edge-node"
+            sys_version = ""
+
+            def log_message(self, format: str, *args: Any) -> None:
+                logger.debug("%s " + format, self.address_string(), *args)
+
+            def do_POST(self) -> None:
+                self._serve(lambda: self._post())
+
+            def do_GET(self) -> None:
+                self._serve(lambda: self._not_allowed())
+
+            do_PUT = do_DELETE = do_PATCH = do_GET
+
+            def _not_allowed(self) -> dict[str, Any]:
+                raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, "only POST /Inference is served")
+
+            def _post(self) -> dict[str, Any]:
+                if self.path.split("?", 1)[0] != "/Inference":
+                    raise RequestError(HTTPStatus.NOT_FOUND, "only POST /Inference is served")
+                if not server.authorised(self.headers.get("Authorization")):
+                    raise RequestError(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token")
+                length_text = self.headers.get("Content-Length")
+                if length_text is None or not length_text.isdigit():
+                    raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
+                length = int(length_text)
+                if length > server._max_bytes:
+                    raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {server._max_bytes} bytes")
+                if not server._slots.acquire(blocking=False):
+                    raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, "busy: too many requests in progress")
+                try:
+                    body = self.rfile.read(length)
+                    if len(body) != length:
+                        raise RequestError(HTTPStatus.BAD_REQUEST, "body shorter than Content-Length")
+                    return server.infer(self.headers.get("Content-Type", ""), body)
+                finally:
+                    server._slots.release()
+
+            def _serve(self, action: Any) -> None:
+                try:
+                    answer, status = action(), HTTPStatus.OK
+                except RequestError as exc:
+                    answer, status = {"Response": "FAILED", "Message": str(exc)}, exc.status
+                except Exception:
+                    logger.exception("inference request failed")
+                    answer = {"Response": "FAILED", "Message": "internal error"}
+                    status = HTTPStatus.INTERNAL_SERVER_ERROR
+                body = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                if status == HTTPStatus.UNAUTHORIZED:
+                    self.send_header("WWW-Authenticate", 'Bearer realm="edge-node"')
+                if status != HTTPStatus.OK:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler
