@@ -20,13 +20,24 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """WAL for concurrent readers and one writer, a busy timeout instead of instant 'locked', real FKs."""
+    """WAL for concurrent readers and one writer, a busy timeout, real FKs, and commits that survive power loss."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
+
+
+def _sqlite_autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
+    """Let SQLAlchemy, not pysqlite, emit BEGIN, so writers can take the write lock up front."""
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(connection: Any) -> None:
+    """BEGIN IMMEDIATE for writers: a deferred read-then-write transaction fails at once under WAL contention."""
+    readonly = connection.get_execution_options().get("readonly", False)
+    connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def build_engine(url: str, **kwargs: Any) -> Engine:
@@ -37,6 +48,8 @@ def build_engine(url: str, **kwargs: Any) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_autocommit_driver)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
@@ -55,9 +68,15 @@ class Database:
         return self.engine.dialect.name
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session that commits on success and rolls back on any exception."""
+    def session(self, readonly: bool = False) -> Iterator[Session]:
+        """A session that commits on success and rolls back on any exception.
+
+        On SQLite a writer takes the write lock when its transaction begins (waiting up to the busy
+        timeout); pass readonly=True for pure reads so they never wait for writers.
+        """
         session = self._factory()
+        if readonly:
+            session.connection(execution_options={"readonly": True})
         try:
             yield session
             session.commit()

@@ -161,3 +161,106 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
 def make_db_url(tmp_path: Path) -> Callable[[str], str]:
     """Build a SQLite URL under tmp_path."""
     return lambda name: f"sqlite:///{tmp_path / name}"
+
+
+# ---- MQTT-level helpers: payloads as nodes send them, and an ingest worker run in a thread ----
+
+import hashlib  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+from contracts.messages import (  # noqa: E402
+    LifeMessage,
+    NodeState,
+    SensorsMessage,
+    StatusMessage,
+    UpdateMessage,
+    UpdateState,
+    to_bytes,
+)
+from dashboard.ingest.store import BatchWriter  # noqa: E402
+from dashboard.ingest.worker import IngestSettings, IngestWorker  # noqa: E402
+
+
+class Payloads:
+    """Valid node payloads for tests."""
+
+    @staticmethod
+    def sensors(device: str, n: int = 0, label: str = "Benign", uncertain: bool = False, **kw: Any) -> SensorsMessage:
+        probs = {"Benign": 0.1, "Early": 0.1, "Pre": 0.1, "Pro": 0.1}
+        probs[label] = 0.7
+        return SensorsMessage(
+            device=device, sample_id=f"s{n}", image_sha256=hashlib.sha256(str(n).encode()).hexdigest(), label=label,
+            confidence=0.7, probabilities=probs, model_version="1.0.0", inference_ms=3.0, uncertain=uncertain, **kw,
+        )
+
+    @staticmethod
+    def status(device: str, state: str = "ONLINE", model_version: str | None = "1.0.0") -> StatusMessage:
+        return StatusMessage(device=device, state=NodeState(state), model_version=model_version, software_version="0.1.0")
+
+    @staticmethod
+    def life(device: str, **kw: Any) -> LifeMessage:
+        values = dict(cpu_percent=10.0, memory_percent=20.0, disk_percent=30.0, temperature_c=45.0, uptime_s=5.0,
+                      inference_count=1, outbox_depth=0)
+        values.update(kw)
+        return LifeMessage(device=device, **values)
+
+    @staticmethod
+    def update(device: str, command_id: str, state: str, version: str | None = None, reason: str | None = None) -> UpdateMessage:
+        return UpdateMessage(device=device, command_id=command_id, state=UpdateState(state), version=version, reason=reason)
+
+    to_bytes = staticmethod(to_bytes)
+
+
+@pytest.fixture
+def payloads() -> type[Payloads]:
+    """Builders of valid node payloads."""
+    return Payloads
+
+
+def ingest_settings(broker: Any, client_id: str = "dashboard-ingest-test", **kw: Any) -> IngestSettings:
+    """Settings of an ingest worker on the harness broker, as the dashboard account."""
+    return IngestSettings(
+        host=broker.host, port=broker.port, username=broker.dashboard_user,
+        password=broker.credentials[broker.dashboard_user], location=broker.location, app_id=broker.dashboard_app,
+        client_id=client_id, **kw,
+    )
+
+
+@pytest.fixture
+def run_ingest() -> Iterator[Callable[..., IngestWorker]]:
+    """Start IngestWorkers in threads (connected before returning); all are stopped after the test."""
+    running: list[tuple[IngestWorker, threading.Thread]] = []
+
+    def start(broker: Any, database: Database, tick: Any = None, **kw: Any) -> IngestWorker:
+        worker = IngestWorker(ingest_settings(broker, **kw), BatchWriter(database), tick)
+        worker.start()
+        assert worker.connected.wait(10), "ingest worker did not connect"
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        running.append((worker, thread))
+        return worker
+
+    yield start
+    for worker, thread in running:
+        worker.stopping.set()
+        thread.join(10)
+        worker.stop()
+
+
+def wait_until(probe: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll probe every 20 ms until it returns something truthy; AssertionError naming what on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def wait() -> Callable[..., Any]:
+    """The wait_until helper."""
+    return wait_until

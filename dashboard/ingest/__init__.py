@@ -1,0 +1,1 @@
+"""Ingest: its own process that stores what nodes publish and runs the rollout engine."""

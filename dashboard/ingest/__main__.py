@@ -1,0 +1,93 @@
+"""`python -m dashboard.ingest [--confs PATH] [--shared GROUP] [--worker N]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from contracts.confs import ConfsError, load_confs, read_secret
+from contracts.topics import TopicError, check_segment
+from dashboard import database_url
+from dashboard.db import Database
+from dashboard.ingest.store import BatchWriter
+from dashboard.ingest.worker import IngestSettings, IngestWorker
+from dashboard.migrations import upgrade_database
+from dashboard.publish import MqttCommandPublisher
+from dashboard.services.rollout_engine import RolloutEngine
+
+logger = logging.getLogger("dashboard.ingest")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(prog="python -m dashboard.ingest", description="Store what nodes publish; run rollouts.")
+    parser.add_argument("--confs", type=Path, default=Path(os.environ.get("DASHBOARD_CONFS", "confs.json")))
+    parser.add_argument("--shared", metavar="GROUP", help="MQTT 5 shared subscription group, so workers split the load")
+    parser.add_argument("--worker", default="1", help="worker name within the group (part of the client id)")
+    parser.add_argument("--batch-size", type=int, default=200)
+    parser.add_argument("--flush-ms", type=float, default=100.0)
+    parser.add_argument("--no-engine", action="store_true", help="do not run the rollout engine in this worker")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Wire confs, database, writer, engine and MQTT worker; run until SIGTERM/SIGINT."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        confs = load_confs(args.confs)
+        for value, what in ((args.shared, "shared group"), (args.worker, "worker name")):
+            if value is not None:
+                check_segment(value, what)
+    except (ConfsError, TopicError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.batch_size < 1 or args.flush_ms <= 0:
+        print("error: --batch-size must be ≥ 1 and --flush-ms > 0", file=sys.stderr)
+        return 2
+    app_id = confs.dashboard.app_id
+    password = read_secret("MQTT_PASSWORD", confs.mqtt.password_file)
+    if password is None:
+        print("error: no broker password: set MQTT_PASSWORD or mqtt.password_file", file=sys.stderr)
+        return 2
+    db = Database(database_url(confs))
+    upgrade_database(db.engine)
+    suffix = f"{args.shared}-{args.worker}" if args.shared else args.worker
+    settings = IngestSettings(
+        host=confs.mqtt.host, port=confs.mqtt.port, username=app_id, password=password,
+        location=confs.identity.location, app_id=app_id, client_id=f"{app_id}-ingest-{suffix}",
+        shared_group=args.shared, tls=confs.mqtt.tls, ca_file=confs.mqtt.ca_file, keepalive=confs.mqtt.keepalive,
+        batch_size=args.batch_size, flush_interval_s=args.flush_ms / 1000,
+    )
+    worker = IngestWorker(settings, BatchWriter(db))
+    if not args.no_engine:
+        engine = RolloutEngine(db, MqttCommandPublisher(worker.client, app_id), confs.dashboard.public_url)
+        worker.tick = engine.tick
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        worker.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    worker.start()
+    logger.info("ingest %s running against %s", settings.client_id, db.engine.url.render_as_string(hide_password=True))
+    try:
+        worker.run()
+    finally:
+        worker.stop()
+        db.dispose()
+        logger.info("ingest stopped: %d stored, %d duplicates, %d rejected",
+                    worker.totals.stored, worker.totals.duplicates, worker.totals.rejected)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

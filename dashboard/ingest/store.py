@@ -1,0 +1,250 @@
+"""Write a batch of validated messages in one transaction, idempotently on message_id."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from contracts.messages import (
+    TERMINAL_UPDATE_STATES,
+    LifeMessage,
+    SensorsMessage,
+    StatusMessage,
+    UpdateMessage,
+    UpdateState,
+    WarningCode,
+    WarningMessage,
+)
+from dashboard.db import Database, insert_ignore
+from dashboard.ingest.validate import Accepted, Rejection
+from dashboard.models import (
+    Classification,
+    Device,
+    RejectedMessage,
+    RolloutTarget,
+    StatusChange,
+    Telemetry,
+    UpdateEvent,
+    WarningEvent,
+    utcnow,
+)
+from dashboard.services import alerts
+
+logger = logging.getLogger(__name__)
+EVENT_ALERT_CODES = {WarningCode.SELF_TEST_FAILED: "self_test_failed", WarningCode.MODEL_ERROR: "model_error"}
+
+
+@dataclass
+class WriteResult:
+    """What a batch changed."""
+
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    fleet_changed: bool = False
+
+
+@dataclass
+class _Rows:
+    """Rows per table, and the messages behind them, for one batch."""
+
+    by_table: dict[Any, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    messages: dict[str, Accepted] = field(default_factory=dict)
+
+
+def _row(accepted: Accepted, now: datetime) -> tuple[Any, dict[str, Any]]:
+    """The table and row of one message."""
+    m, device = accepted.message, accepted.topic.device
+    base = {"message_id": str(m.message_id), "device_id": device, "sent_at": m.sent_at}
+    if isinstance(m, SensorsMessage):
+        return Classification.__table__, base | {
+            "sample_id": m.sample_id, "image_sha256": m.image_sha256, "label": m.label, "confidence": m.confidence,
+            "probabilities": dict(m.probabilities), "model_version": m.model_version, "inference_ms": m.inference_ms,
+            "uncertain": m.uncertain, "received_at": now,
+        }
+    if isinstance(m, LifeMessage):
+        return Telemetry.__table__, base | {
+            "cpu_percent": m.cpu_percent, "memory_percent": m.memory_percent, "disk_percent": m.disk_percent,
+            "temperature_c": m.temperature_c, "uptime_s": m.uptime_s, "inference_count": m.inference_count,
+            "inference_ms_mean": m.inference_ms_mean, "outbox_depth": m.outbox_depth, "model_version": m.model_version,
+        }
+    if isinstance(m, StatusMessage):
+        return StatusChange.__table__, base | {
+            "state": m.state.value, "model_version": m.model_version, "software_version": m.software_version,
+            "received_at": now,
+        }
+    if isinstance(m, WarningMessage):
+        return WarningEvent.__table__, base | {
+            "code": m.code.value, "severity": m.severity.value, "message": m.message, "details": dict(m.details),
+        }
+    if isinstance(m, UpdateMessage):
+        return UpdateEvent.__table__, base | {
+            "command_id": m.command_id, "state": m.state.value, "version": m.version, "reason": m.reason,
+            "progress": m.progress,
+        }
+    raise TypeError(f"ingest does not store {type(m).__name__}")
+
+
+class BatchWriter:
+    """Stores batches: devices appear on first message, duplicates are skipped, side effects run once."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def write(self, accepted: list[Accepted], rejected: list[Rejection]) -> WriteResult:
+        """One transaction for the whole batch; raises (and keeps nothing) if the database fails."""
+        now = utcnow()
+        result = WriteResult(rejected=len(rejected))
+        rows = _Rows()
+        for item in accepted:
+            table, row = _row(item, now)
+            if row["message_id"] in rows.messages:
+                continue
+            rows.by_table[table].append(row)
+            rows.messages[row["message_id"]] = item
+        with self.db.session() as session:
+            devices = self._ensure_devices(session, accepted, now)
+            new: list[Accepted] = []
+            for table, table_rows in rows.by_table.items():
+                inserted = set(_inserted_ids(session, table, table_rows))
+                new += [rows.messages[mid] for mid in inserted]
+            result.stored = len(new)
+            result.duplicates = len(accepted) - len(new)
+            new.sort(key=lambda item: item.message.sent_at)
+            for item in new:
+                result.fleet_changed |= self._apply(session, devices[item.topic.device], item)
+            if rejected:
+                _count_rejections(session, rejected, now)
+        return result
+
+    def _ensure_devices(self, session: Session, accepted: list[Accepted], now: datetime) -> dict[str, Device]:
+        """Create devices seen for the first time; return all devices of the batch."""
+        seen = {item.topic.device: item.topic for item in accepted}
+        if not seen:
+            return {}
+        insert_ignore(
+            session,
+            Device.__table__,
+            [{"id": d, "location": t.location, "zone": t.zone, "first_seen": now, "registered_at": now} for d, t in seen.items()],
+            key="id",
+        )
+        locked = select(Device).where(Device.id.in_(seen)).order_by(Device.id).with_for_update()
+        devices = {d.id: d for d in session.scalars(locked)}
+        for item in accepted:
+            device = devices[item.topic.device]
+            if device.last_seen is None or item.message.sent_at > device.last_seen:
+                device.last_seen = item.message.sent_at
+        return devices
+
+    def _apply(self, session: Session, device: Device, item: Accepted) -> bool:
+        """Side effects of one newly stored message; True if rollouts may need to react."""
+        m = item.message
+        if isinstance(m, StatusMessage):
+            if device.status_at is None or m.sent_at >= device.status_at:
+                device.state, device.status_at = m.state.value, m.sent_at
+                device.software_version = m.software_version
+                if m.model_version:
+                    device.model_version = m.model_version
+            return True
+        if isinstance(m, LifeMessage):
+            if device.telemetry_at is None or m.sent_at >= device.telemetry_at:
+                device.telemetry_at = m.sent_at
+                for name in ("cpu_percent", "memory_percent", "disk_percent", "temperature_c", "outbox_depth",
+                             "uptime_s", "inference_count"):
+                    setattr(device, name, getattr(m, name))
+                if m.model_version:
+                    device.model_version = m.model_version
+            return False
+        if isinstance(m, WarningMessage) and m.code in EVENT_ALERT_CODES:
+            alerts.raise_event_alert(session, device.id, EVENT_ALERT_CODES[m.code], "critical", m.message)
+        if isinstance(m, UpdateMessage):
+            _apply_update(session, device, m)
+            return True
+        return False
+
+
+def _inserted_ids(session: Session, table: Any, rows: list[dict[str, Any]]) -> list[str]:
+    """Insert rows skipping duplicates; return the message ids really inserted."""
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table).on_conflict_do_nothing(index_elements=["message_id"]).returning(table.c.message_id)
+    return list(session.scalars(statement, rows))
+
+
+def _apply_update(session: Session, device: Device, m: UpdateMessage) -> None:
+    """Move the rollout target addressed by the command id; raise an alert on failure."""
+    target = session.scalar(
+        select(RolloutTarget).where(
+            RolloutTarget.device_id == device.id,
+            or_(RolloutTarget.command_id == m.command_id, RolloutTarget.rollback_command_id == m.command_id),
+        )
+    )
+    failed = m.state in (UpdateState.FAILED, UpdateState.ROLLED_BACK) and (
+        target is None or m.command_id == target.command_id
+    )
+    if target is None:
+        logger.info("update %s for unknown command %s from %s", m.state, m.command_id, device.id)
+    elif target.reported_at is None or m.sent_at >= target.reported_at:
+        state = _target_state(target, m)
+        if state is not None:
+            target.state, target.reported_at, target.reason = state, m.sent_at, m.reason
+    if m.state == UpdateState.ACTIVE and m.version:
+        device.model_version = m.version
+    if failed:
+        alerts.raise_event_alert(
+            session, device.id, "ota_failed", "critical", f"OTA {m.state.value} for {m.command_id}: {m.reason or ''}"
+        )
+
+
+ROLLBACK_STATES = frozenset({"ROLLBACK_SENT", "ROLLED_BACK", "ROLLBACK_FAILED"})
+
+
+def _target_state(target: RolloutTarget, m: UpdateMessage) -> str | None:
+    """The target's new state for this update, or None when the update is stale for it."""
+    if m.command_id == target.rollback_command_id:
+        if m.state == UpdateState.FAILED:
+            return "ROLLBACK_FAILED"
+        return "ROLLED_BACK" if m.state in TERMINAL_UPDATE_STATES else "ROLLBACK_SENT"
+    if target.state in ROLLBACK_STATES or target.state == "SKIPPED":
+        return None
+    # A node that fell back to its old model after trying the new one has failed this update.
+    state = "FAILED" if m.state in (UpdateState.FAILED, UpdateState.ROLLED_BACK) else m.state.value
+    if target.state in ("ACTIVE", "FAILED") and state not in ("ACTIVE", "FAILED"):
+        return None
+    return state
+
+
+def _count_rejections(session: Session, rejected: list[Rejection], now: datetime) -> None:
+    """Add this batch's rejections to the per-reason counters."""
+    by_reason: dict[str, list[Rejection]] = defaultdict(list)
+    for item in rejected:
+        by_reason[item.reason].append(item)
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = RejectedMessage.__table__
+    for reason, items in by_reason.items():
+        statement = insert(table).values(
+            reason=reason, count=len(items), last_at=now, last_topic=items[-1].topic[:1000], last_error=items[-1].error[:1000]
+        )
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["reason"],
+                set_={
+                    "count": table.c.count + statement.excluded.count,
+                    "last_at": statement.excluded.last_at,
+                    "last_topic": statement.excluded.last_topic,
+                    "last_error": statement.excluded.last_error,
+                },
+            )
+        )
+    for reason, items in by_reason.items():
+        logger.warning("rejected %d message(s) for %s, e.g. on %s: %s", len(items), reason, items[-1].topic, items[-1].error)

@@ -1,0 +1,181 @@
+"""The ingest worker: MQTT in (persistent session, manual acks), batched writes, rollout engine ticks."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from contracts.messages import NodeState, StatusMessage, to_bytes
+from contracts.topics import application_topic, dashboard_subscriptions
+from dashboard.ingest.store import BatchWriter, WriteResult
+from dashboard.ingest.validate import Accepted, Rejection, validate
+
+logger = logging.getLogger(__name__)
+SOFTWARE_VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """How the worker connects and batches."""
+
+    host: str
+    port: int
+    username: str
+    password: str | None
+    location: str
+    app_id: str
+    client_id: str
+    shared_group: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    keepalive: int = 30
+    session_expiry_s: int = 7 * 24 * 3600
+    batch_size: int = 200
+    flush_interval_s: float = 0.1
+    receive_maximum: int = 1000
+    tick_interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class _Inbound:
+    """One message as paho delivered it, tagged with the connection it came on."""
+
+    generation: int
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+
+
+class IngestWorker:
+    """Acknowledges each QoS 1 message only after the transaction holding it commits."""
+
+    def __init__(self, settings: IngestSettings, writer: BatchWriter, tick: Any = None) -> None:
+        self.settings = settings
+        self.writer = writer
+        self.tick = tick
+        self.inbox: queue.Queue[_Inbound] = queue.Queue()
+        self.stopping = threading.Event()
+        self.connected = threading.Event()
+        self.generation = 0
+        self.totals = WriteResult()
+        self.client = self._make_client()
+
+    def _status(self, state: NodeState) -> bytes:
+        """The dashboard's own retained Status payload."""
+        return to_bytes(StatusMessage(device=self.settings.app_id, state=state, software_version=SOFTWARE_VERSION))
+
+    def _make_client(self) -> mqtt.Client:
+        """A paho MQTT 5 client with manual acks, credentials, TLS and the OFFLINE will."""
+        s = self.settings
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=mqtt.MQTTv5, manual_ack=True)
+        client.username_pw_set(s.username, s.password)
+        if s.tls:
+            client.tls_set(ca_certs=s.ca_file)
+        client.will_set(application_topic(s.location, s.app_id), self._status(NodeState.OFFLINE), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.reconnect_delay_set(1, 30)
+        return client
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            logger.error("broker refused the connection: %s", reason)
+            return
+        self.generation += 1
+        logger.info("connected (session present: %s); subscribing", flags.session_present)
+        client.subscribe([(topic, 1) for topic in dashboard_subscriptions(self.settings.location, self.settings.shared_group)])
+        client.publish(application_topic(self.settings.location, self.settings.app_id), self._status(NodeState.ONLINE), qos=1, retain=True)
+        self.connected.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self.connected.clear()
+        if not self.stopping.is_set():
+            logger.warning("disconnected from the broker: %s; paho reconnects", reason)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self.inbox.put(_Inbound(self.generation, msg.mid, msg.qos, msg.topic, msg.payload))
+
+    def start(self) -> None:
+        """Connect (with a persistent session) and start paho's network thread."""
+        s = self.settings
+        props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
+        props.SessionExpiryInterval = s.session_expiry_s
+        props.ReceiveMaximum = s.receive_maximum
+        self.client.connect_async(s.host, s.port, keepalive=s.keepalive, clean_start=False, properties=props)
+        self.client.loop_start()
+
+    def _collect(self, timeout: float) -> list[_Inbound]:
+        """Up to batch_size messages: waits at most timeout for the first, then flush_interval for the rest."""
+        batch: list[_Inbound] = []
+        try:
+            batch.append(self.inbox.get(timeout=timeout))
+        except queue.Empty:
+            return batch
+        deadline = time.monotonic() + self.settings.flush_interval_s
+        while len(batch) < self.settings.batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self.inbox.get(timeout=remaining) if remaining > 0 else self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def process(self, batch: list[_Inbound]) -> WriteResult:
+        """Validate, write (retrying until the database takes it) and then acknowledge a batch."""
+        accepted: list[Accepted] = []
+        rejected: list[Rejection] = []
+        for item in batch:
+            outcome = validate(item.topic, item.payload)
+            (accepted if isinstance(outcome, Accepted) else rejected).append(outcome)  # type: ignore[arg-type]
+        delay = 0.1
+        while True:
+            try:
+                result = self.writer.write(accepted, rejected)
+                break
+            except Exception:
+                if self.stopping.is_set():
+                    raise
+                logger.exception("batch of %d not stored; retrying in %.1fs (nothing acknowledged)", len(batch), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        for item in batch:
+            # Messages from an earlier connection are redelivered by the broker: their mids are void now.
+            if item.qos > 0 and item.generation == self.generation:
+                self.client.ack(item.mid, item.qos)
+        self.totals.stored += result.stored
+        self.totals.duplicates += result.duplicates
+        self.totals.rejected += result.rejected
+        return result
+
+    def run(self) -> None:
+        """Process until stop() is called; the rollout engine ticks every tick_interval_s and after fleet changes."""
+        next_tick = time.monotonic()
+        while not self.stopping.is_set():
+            batch = self._collect(timeout=max(0.0, min(0.5, next_tick - time.monotonic())))
+            changed = bool(batch) and self.process(batch).fleet_changed
+            if self.tick is not None and (changed or time.monotonic() >= next_tick):
+                try:
+                    self.tick()
+                except Exception:
+                    logger.exception("rollout engine tick failed")
+                next_tick = time.monotonic() + self.settings.tick_interval_s
+
+    def stop(self) -> None:
+        """Store what is queued, publish OFFLINE, disconnect."""
+        self.stopping.set()
+        while batch := self._collect(timeout=0):
+            self.process(batch)
+        info = self.client.publish(application_topic(self.settings.location, self.settings.app_id),
+                                   self._status(NodeState.OFFLINE), qos=1, retain=True)
+        if self.connected.is_set():
+            info.wait_for_publish(timeout=2)
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,123 @@
+"""Alert rules (offline, hot, disk full, self-test or OTA failure, rising uncertainty) and acknowledgement."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dashboard.models import Alert, Classification, Device, utcnow
+from dashboard.services import audit
+
+logger = logging.getLogger(__name__)
+CONDITION_KINDS = ("offline", "temperature", "disk", "uncertain_share")
+EVENT_KINDS = ("self_test_failed", "model_error", "ota_failed")
+
+
+@dataclass(frozen=True)
+class AlertRules:
+    """Limits past which a node raises an alert."""
+
+    offline_minutes: float = 5.0
+    max_temperature_c: float = 80.0
+    max_disk_percent: float = 90.0
+    uncertain_share: float = 0.3
+    uncertain_window: int = 50
+    uncertain_min_results: int = 20
+
+
+def _open_alert(session: Session, device_id: str | None, kind: str) -> Alert | None:
+    """The unresolved, unacknowledged alert of this kind for this device, if any."""
+    return session.scalar(
+        select(Alert).where(
+            Alert.device_id == device_id, Alert.kind == kind, Alert.resolved_at.is_(None), Alert.acknowledged_at.is_(None)
+        )
+    )
+
+
+def raise_event_alert(session: Session, device_id: str | None, kind: str, severity: str, message: str) -> Alert:
+    """Open an alert for an event (or refresh the open one of the same kind)."""
+    alert = _open_alert(session, device_id, kind)
+    now = utcnow()
+    if alert is None:
+        alert = Alert(device_id=device_id, kind=kind, severity=severity, message=message[:2000], created_at=now)
+        session.add(alert)
+        logger.warning("alert %s on %s: %s", kind, device_id, message)
+    alert.message, alert.updated_at = message[:2000], now
+    return alert
+
+
+def _set_condition(session: Session, device_id: str, kind: str, active: bool, message: str, now: datetime) -> None:
+    """Open or refresh the alert while a condition holds; resolve it when it clears."""
+    alert = session.scalar(
+        select(Alert).where(Alert.device_id == device_id, Alert.kind == kind, Alert.resolved_at.is_(None))
+    )
+    if active and alert is None:
+        session.add(Alert(device_id=device_id, kind=kind, severity="warning", message=message, created_at=now, updated_at=now))
+        logger.warning("alert %s on %s: %s", kind, device_id, message)
+    elif active and alert is not None:
+        alert.message, alert.updated_at = message, now
+    elif not active and alert is not None:
+        alert.resolved_at = now
+
+
+def _uncertain_shares(session: Session, device_id: str, window: int) -> tuple[float | None, float | None]:
+    """Share of uncertain results among the node's latest `window` results, and among the `window` before."""
+    flags = list(
+        session.scalars(
+            select(Classification.uncertain)
+            .where(Classification.device_id == device_id)
+            .order_by(Classification.sent_at.desc())
+            .limit(2 * window)
+        )
+    )
+    recent, previous = flags[:window], flags[window:]
+    share = lambda items: sum(items) / len(items) if items else None  # noqa: E731
+    return share(recent), share(previous)
+
+
+def evaluate(session: Session, rules: AlertRules, now: datetime | None = None) -> None:
+    """Apply every condition rule to every node."""
+    now = now or utcnow()
+    offline_before = now - timedelta(minutes=rules.offline_minutes)
+    for device in session.scalars(select(Device)):
+        silent_since = device.last_seen or device.registered_at
+        offline = (device.state == "OFFLINE" and (device.status_at or now) < offline_before) or (
+            device.last_seen is not None and silent_since < offline_before
+        )
+        _set_condition(session, device.id, "offline", offline, f"no contact since {silent_since:%Y-%m-%d %H:%M} UTC", now)
+        hot = device.temperature_c is not None and device.temperature_c > rules.max_temperature_c
+        _set_condition(session, device.id, "temperature", hot, f"temperature {device.temperature_c} °C over {rules.max_temperature_c}", now)
+        full = device.disk_percent is not None and device.disk_percent > rules.max_disk_percent
+        _set_condition(session, device.id, "disk", full, f"disk {device.disk_percent}% over {rules.max_disk_percent}%", now)
+        recent, previous = _uncertain_shares(session, device.id, rules.uncertain_window)
+        enough = recent is not None and session.scalar(
+            select(Classification.id).where(Classification.device_id == device.id).offset(rules.uncertain_min_results - 1).limit(1)
+        ) is not None
+        rising = enough and recent is not None and recent > rules.uncertain_share and (previous is None or recent > previous)
+        _set_condition(
+            session, device.id, "uncertain_share", bool(rising),
+            f"{(recent or 0):.0%} of recent results uncertain (before: {'-' if previous is None else f'{previous:.0%}'})", now,
+        )
+
+
+def acknowledge(session: Session, alert_id: int, actor: str, remote_addr: str | None = None) -> Alert:
+    """Record who acknowledged an alert and when; KeyError if there is no such alert."""
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise KeyError(f"no alert {alert_id}")
+    if alert.acknowledged_at is None:
+        alert.acknowledged_by, alert.acknowledged_at = actor, utcnow()
+        audit.record(session, actor, "alert.acknowledge", f"alert {alert_id}", {"kind": alert.kind}, remote_addr)
+    return alert
+
+
+def list_alerts(session: Session, open_only: bool = False, limit: int = 200) -> list[Alert]:
+    """Alerts newest first; open ones only if asked (unresolved and unacknowledged)."""
+    query = select(Alert)
+    if open_only:
+        query = query.where(Alert.resolved_at.is_(None), Alert.acknowledged_at.is_(None))
+    return list(session.scalars(query.order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit)))
