@@ -8,9 +8,10 @@ from flask_login import current_user
 
 from dashboard.db import get_db
 from dashboard.models import Alert
+from dashboard.services import alerts as alerts_service
 from dashboard.services.auth import role_required
 from dashboard.web import queries
-from dashboard.web.common import record_action, require_login, utc_now
+from dashboard.web.common import require_login
 from dashboard.web.forms import ActionForm, AlertFilterForm
 
 bp = require_login(Blueprint("alerts", __name__))
@@ -33,12 +34,8 @@ def acknowledge(alert_id: int) -> Any:
     if not ActionForm().validate_on_submit():
         abort(400)
     with get_db().session() as session:
-        alert = session.get(Alert, alert_id)
-        if alert is None:
+        if session.get(Alert, alert_id) is None:
             abort(404)
-        if alert.acknowledged_at is None:
-            alert.acknowledged_by = current_user.username
-            alert.acknowledged_at = utc_now()
-            record_action(session, "alert.acknowledge", f"alert:{alert_id}", kind=alert.kind, device=alert.device_id)
-            flash(f"Alert #{alert_id} acknowledged.", "success")
+        alerts_service.acknowledge(session, alert_id, current_user.username, request.remote_addr)
+    flash(f"Alert #{alert_id} acknowledged.", "success")
     return redirect(url_for("alerts.index"))

@@ -6,11 +6,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, request
+from flask import Blueprint, Flask, current_app
 from flask_login import current_user
-from sqlalchemy.orm import Session
-
-from dashboard.services import audit
 
 DEFAULT_OFFLINE_AFTER_S = 60.0
 
@@ -45,11 +42,6 @@ def offline_after_s() -> float:
     if configured is not None:
         return float(configured)
     return float(confs_value("dashboard", "offline_after_s", DEFAULT_OFFLINE_AFTER_S))
-
-
-def record_action(session: Session, action: str, target: str | None = None, **details: Any) -> None:
-    """Write an audit entry for the signed-in user in the caller's transaction."""
-    audit.record(session, current_user.username, action, target, details or None, request.remote_addr)
 
 
 def _when(value: datetime | None) -> str:

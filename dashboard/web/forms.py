@@ -50,7 +50,7 @@ class RolloutForm(FlaskForm):
     release_id = SelectField("Release", coerce=int, validators=[InputRequired()])
     target_mode = RadioField(
         "Targets",
-        choices=options(("all", "All nodes"), ("zone", "One zone"), ("nodes", "Chosen nodes")),
+        choices=options(("all", "All nodes"), ("zone", "One zone"), ("devices", "Chosen nodes")),
         default="all",
         validators=[InputRequired()],
     )
@@ -58,7 +58,8 @@ class RolloutForm(FlaskForm):
     nodes = SelectMultipleField("Nodes", choices=[], validate_choice=False, validators=[Optional()])
     canary_size = IntegerField("Canary group size", default=1, validators=[InputRequired(), NumberRange(min=1, max=10_000)])
     failure_threshold = IntegerField(
-        "Halt after this many failures", default=1, validators=[InputRequired(), NumberRange(min=1, max=10_000)]
+        "Failures tolerated", default=0, validators=[InputRequired(), NumberRange(min=0, max=10_000)],
+        description="the rollout halts itself once more nodes than this have failed",
     )
 
 

@@ -6,14 +6,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
 from dashboard.db import get_db
 from dashboard.models import ModelRelease
+from dashboard.services import releases as releases_service
 from dashboard.services.auth import role_required
-from dashboard.web.common import record_action, require_login
+from dashboard.web.common import require_login
 from dashboard.web.forms import UploadForm
 from dashboard.web.matrix import confusion_matrix, scalar_metrics
 
@@ -90,17 +91,14 @@ def _save_bounded(stream: Any, path: Path, limit: int) -> int | None:
 
 def register_upload(path: Path, original_name: str) -> ModelRelease | str:
     """Hand the package to the releases service; returns the release, or the reason it was refused."""
-    from dashboard.services import releases as releases_service
-
     confs = current_app.config["CONFS"]
     with get_db().session() as session:
         try:
             release = releases_service.register_package(
-                session, path, confs, uploaded_by=current_user.username, package_dir=current_app.config["PACKAGE_DIR"]
+                session, path, current_app.config["PACKAGE_DIR"], confs.ota.trusted_public_keys, _max_bytes(),
+                current_user.username, request.remote_addr,
             )
         except releases_service.ReleaseError as exc:
             logger.warning("upload of %r refused: %s", original_name, exc)
             return str(exc)
-        record_action(session, "release.upload", f"release:{release.id}", name=release.name, version=release.version,
-                      sha256=release.sha256, file=original_name)
     return release

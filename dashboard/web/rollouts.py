@@ -11,9 +11,10 @@ from sqlalchemy.orm import selectinload
 
 from dashboard.db import get_db
 from dashboard.models import ModelRelease, Rollout, RolloutTarget
+from dashboard.services import rollouts as engine
 from dashboard.services.auth import role_required
 from dashboard.web import queries
-from dashboard.web.common import record_action, require_login
+from dashboard.web.common import require_login
 from dashboard.web.forms import ActionForm, RolloutForm, options
 
 logger = logging.getLogger(__name__)
@@ -59,12 +60,9 @@ def detail(rollout_id: int) -> Any:
         if rollout is None:
             abort(404)
         counts = _state_counts(session, [rollout_id])[rollout_id]
-    from dashboard.services import rollouts as engine
-
     return render_template(
         "rollout_detail.html", rollout=rollout, counts=counts, action_form=ActionForm(),
-        haltable=sorted(engine.HALTABLE_STATES), resumable=sorted(engine.RESUMABLE_STATES),
-        rollbackable=sorted(engine.ROLLBACKABLE_STATES),
+        haltable=engine.ALLOWED["halt"], resumable=engine.ALLOWED["resume"], rollbackable=engine.ALLOWED["rollback"],
     )
 
 
@@ -90,46 +88,36 @@ def new() -> Any:
 
 
 def _create(form: RolloutForm) -> int | str:
-    """Create the rollout through the engine's service; the new id, or why it was refused."""
-    from dashboard.services import rollouts as engine
-
-    mode = form.target_mode.data
+    """Create the rollout through the rollouts service (which audits it); the new id, or why it was refused."""
+    mode = form.target_mode.data or "all"
     value: str | list[str] | None = None
     if mode == "zone":
         value = form.zone.data or ""
-    elif mode == "nodes":
+    elif mode == "devices":
         value = list(form.nodes.data or [])
     with get_db().session() as session:
         try:
             rollout = engine.create_rollout(
-                session, release_id=form.release_id.data, target_kind=mode, target_value=value,
-                canary_size=form.canary_size.data, failure_threshold=form.failure_threshold.data,
-                created_by=current_user.username,
+                session, form.release_id.data, mode, value, form.canary_size.data, form.failure_threshold.data,
+                current_user.username, request.remote_addr,
             )
         except engine.RolloutError as exc:
             return str(exc)
-        record_action(session, "rollout.create", f"rollout:{rollout.id}", release_id=form.release_id.data,
-                      targets=mode, value=value, canary_size=form.canary_size.data,
-                      failure_threshold=form.failure_threshold.data)
         return rollout.id
 
 
 def _act(rollout_id: int, verb: str) -> Any:
-    """Halt, resume or roll back: the engine records the intent, ingest carries it out."""
-    from dashboard.services import rollouts as engine
-
+    """Halt, resume or roll back: the service records the intent (and audits it), ingest's engine carries it out."""
     if not ActionForm().validate_on_submit():
         abort(400)
-    action = {"halt": engine.halt_rollout, "resume": engine.resume_rollout, "rollback": engine.rollback_rollout}[verb]
     with get_db().session() as session:
         if session.get(Rollout, rollout_id) is None:
             abort(404)
         try:
-            action(session, rollout_id, actor=current_user.username)
+            engine.request(session, rollout_id, verb, current_user.username, request.remote_addr)
         except engine.RolloutError as exc:
             flash(f"Cannot {verb.replace('rollback', 'roll back')}: {exc}", "error")
             return redirect(url_for("rollouts.detail", rollout_id=rollout_id))
-        record_action(session, f"rollout.{verb}", f"rollout:{rollout_id}")
     flash({"halt": "Rollout halted.", "resume": "Rollout resumed.", "rollback": "Rollback requested."}[verb], "success")
     return redirect(url_for("rollouts.detail", rollout_id=rollout_id))
 

@@ -182,7 +182,7 @@ def test_alerts_acknowledged_with_who_and_when(admin: FlaskClient, db: Database)
         alert = session.get(Alert, alert_id)
         assert alert is not None and alert.acknowledged_by == "alice" and alert.acknowledged_at is not None
         entry = session.query(AuditLog).filter_by(action="alert.acknowledge").one()
-        assert entry.actor == "alice" and entry.target == f"alert:{alert_id}"
+        assert entry.actor == "alice" and entry.target == f"alert {alert_id}"
     assert "62 °C" not in admin.get("/alerts").get_data(as_text=True)
     acknowledged = admin.get("/alerts?state=acknowledged").get_data(as_text=True)
     assert "62 °C over the limit" in acknowledged and "alice" in acknowledged

@@ -1,0 +1,120 @@
+"""Server-sent event streams: changes arrive as events, filters apply, lifetime is bounded."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from dashboard.db import Database
+from dashboard.models import Device, ModelRelease, Rollout, RolloutTarget, User
+from support.web_seed import add_classifications, add_device, classification_row, now, sign_in
+
+
+@pytest.fixture
+def viewer(app: Flask, viewer_user: tuple[User, str]) -> FlaskClient:
+    """A signed-in viewer; streams poll every 50 ms and live 1.5 s in these tests."""
+    app.config.update(SSE_POLL_S=0.05, SSE_LIFETIME_S=1.5)
+    return sign_in(app.test_client(), viewer_user[0].username, viewer_user[1])
+
+
+def events(chunks: Iterator[bytes], until: Callable[[list[tuple[str, dict]]], bool]) -> list[tuple[str, dict]]:
+    """Parse SSE frames from a streamed body until `until(events)` holds or the stream ends."""
+    seen: list[tuple[str, dict]] = []
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        while b"\n\n" in buffer:
+            frame, buffer = buffer.split(b"\n\n", 1)
+            fields = dict(line.split(": ", 1) for line in frame.decode().splitlines() if ": " in line and not line.startswith(":"))
+            if "event" in fields:
+                seen.append((fields["event"], json.loads(fields["data"])))
+        if until(seen):
+            break
+    return seen
+
+
+def test_fleet_stream_sends_each_node_then_only_changes(viewer: FlaskClient, db: Database) -> None:
+    with db.session() as session:
+        add_device(session, "n1", cpu=10.0)
+        add_device(session, "n2", cpu=20.0, last_seen=now() - timedelta(hours=1))
+    response = viewer.get("/stream/fleet", buffered=False)
+    assert response.mimetype == "text/event-stream"
+    chunks = response.iter_encoded()
+    first = events(chunks, lambda e: len(e) >= 2)
+    by_node = {data["device_id"]: data for kind, data in first if kind == "node"}
+    assert by_node["n1"]["cpu"] == 10 and not by_node["n1"]["stale"] and by_node["n2"]["stale"]
+    with db.session() as session:
+        session.get(Device, "n1").cpu_percent = 77.0  # type: ignore[union-attr]
+    later = events(chunks, lambda e: any(d["device_id"] == "n1" for _, d in e))
+    assert [(k, d["device_id"], d["cpu"]) for k, d in later] == [("node", "n1", 77)]
+    response.close()
+
+
+def test_results_stream_sends_only_new_rows_matching_the_filters(viewer: FlaskClient, db: Database) -> None:
+    with db.session() as session:
+        add_device(session, "n1")
+        add_classifications(session, [classification_row("n1", now(), sample_id="old")])
+    response = viewer.get("/stream/results?label=Pre", buffered=False)
+    chunks = response.iter_encoded()
+    next(chunks)  # the retry hint: the stream is open and has its starting point
+    with db.session() as session:
+        add_classifications(session, [
+            classification_row("n1", now(), sample_id="new-benign", label="Benign"),
+            classification_row("n1", now(), sample_id="new-pre", label="Pre", uncertain=True),
+        ])
+    got = events(chunks, lambda e: len(e) >= 1)
+    assert [(k, d["sample_id"], d["uncertain"]) for k, d in got] == [("result", "new-pre", True)]
+    response.close()
+
+
+def test_results_stream_resumes_from_last_event_id(viewer: FlaskClient, db: Database) -> None:
+    with db.session() as session:
+        add_device(session, "n1")
+        add_classifications(session, [classification_row("n1", now(), sample_id=f"s{i}") for i in range(3)])
+    response = viewer.get("/stream/results", headers={"Last-Event-ID": "1"}, buffered=False)
+    got = events(response.iter_encoded(), lambda e: len(e) >= 2)
+    assert [d["sample_id"] for _, d in got] == ["s1", "s2"]
+    response.close()
+
+
+def test_rollout_stream_reports_target_states(viewer: FlaskClient, db: Database) -> None:
+    with db.session() as session:
+        add_device(session, "n1")
+        release = ModelRelease(name="m", version="1.0.0", filename="m.tar.gz", sha256="a" * 64, size=1,
+                               classes=["a", "b"], manifest={}, metrics={}, uploaded_by="alice")
+        session.add(release)
+        session.flush()
+        rollout = Rollout(release_id=release.id, target_kind="all", canary_size=1, failure_threshold=0,
+                          state="CANARY", created_by="alice")
+        session.add(rollout)
+        session.flush()
+        session.add(RolloutTarget(rollout_id=rollout.id, device_id="n1", is_canary=True, state="SENT",
+                                  command_id="c1", rollback_command_id="b1"))
+        rollout_id = rollout.id
+    response = viewer.get(f"/stream/rollouts/{rollout_id}", buffered=False)
+    chunks = response.iter_encoded()
+    first = events(chunks, lambda e: len(e) >= 2)
+    assert ("rollout", "CANARY") in [(k, d.get("status")) for k, d in first]
+    assert ("target", "SENT") in [(k, d.get("state")) for k, d in first]
+    with db.session() as session:
+        target = session.query(RolloutTarget).one()
+        target.state, target.reported_at = "ACTIVE", now()
+        session.get(Rollout, rollout_id).state = "COMPLETED"  # type: ignore[union-attr]
+    later = events(chunks, lambda e: len(e) >= 2)
+    assert sorted((k, d.get("status") or d.get("state")) for k, d in later) == [("rollout", "COMPLETED"), ("target", "ACTIVE")]
+    assert [d["counts"] for k, d in later if k == "rollout"] == [{"total": 1, "ACTIVE": 1}]
+    response.close()
+    assert viewer.get("/stream/rollouts/999").status_code == 404
+
+
+def test_streams_end_after_their_lifetime(viewer: FlaskClient, db: Database) -> None:
+    started = time.monotonic()
+    body = viewer.get("/stream/fleet").get_data(as_text=True)
+    elapsed = time.monotonic() - started
+    assert body.startswith("retry: ") and 1.0 <= elapsed < 5.0
