@@ -65,6 +65,7 @@ class OtaAgent:
         self._accept_lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self.last_download = DownloadStats()
+        self.bytes_downloaded = 0
 
     # public ----------------------------------------------------------------------------------
 
@@ -204,6 +205,8 @@ class OtaAgent:
             )
         except DownloadError as exc:
             raise CommandFailed(f"download failed: {exc}") from None
+        finally:
+            self.bytes_downloaded += self.last_download.bytes_fetched
         self._publish(command_id, UpdateState.DOWNLOADED, version=update.version, progress=1.0)
         return path
 
