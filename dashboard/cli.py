@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import click
-from flask import Flask
+from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 from dashboard.db import get_db
 from dashboard.migrations import upgrade_database
-from dashboard.services import audit, tokens, users
+from dashboard.services import audit, devices, releases, tokens, users
+
+BROKER_DIR_ENV = "BROKER_CONFIG_DIR"
 
 
 def _fail(message: str) -> None:
@@ -16,6 +23,7 @@ def _fail(message: str) -> None:
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db_command() -> None:
     """Create or upgrade the database schema (Alembic migrations)."""
     db = get_db()
@@ -24,6 +32,7 @@ def init_db_command() -> None:
 
 
 @click.command("create-admin")
+@with_appcontext
 @click.argument("username", default="admin")
 @click.option("--role", type=click.Choice(users.ROLES), default="admin", show_default=True)
 def create_admin_command(username: str, role: str) -> None:
@@ -38,6 +47,7 @@ def create_admin_command(username: str, role: str) -> None:
 
 
 @click.command("create-token")
+@with_appcontext
 @click.argument("username")
 @click.option("--name", default="cli", show_default=True, help="label of the token")
 def create_token_command(username: str, name: str) -> None:
@@ -51,7 +61,71 @@ def create_token_command(username: str, name: str) -> None:
     click.echo(token)
 
 
+def _default_broker_dir() -> Path:
+    from broker_config.manage import DEFAULT_OUT
+
+    return Path(os.environ.get(BROKER_DIR_ENV) or DEFAULT_OUT)
+
+
+@click.command("add-device")
+@with_appcontext
+@click.argument("device_id")
+@click.option("--zone", required=True, help="zone of the node (topic segment)")
+@click.option("--location", default=None, help="location (default: confs identity.location)")
+@click.option("--broker-dir", type=click.Path(path_type=Path), default=None,
+              help=f"generated broker config dir (default ${BROKER_DIR_ENV} or broker_config/generated)")
+@click.option("--reload-broker", is_flag=True, help="SIGHUP the running broker so the account works at once")
+def add_device_command(device_id: str, zone: str, location: str | None, broker_dir: Path | None, reload_broker: bool) -> None:
+    """Register a node: broker account + ACL, dashboard record, download token; prints its confs snippet."""
+    from broker_config.manage import GeneratedPaths, add_device, reload_broker as sighup
+    from broker_config.registry import InvalidName
+
+    confs = current_app.config["CONFS"]
+    location = location or confs.identity.location
+    broker_dir = broker_dir or _default_broker_dir()
+    try:
+        with get_db().session() as session:
+            device = devices.register_device(session, device_id, location, zone)
+            token = tokens.create_device_token(session, device)
+            password = add_device(broker_dir, device_id, location, zone)
+            audit.record(session, "cli", "device.add", device_id, {"location": location, "zone": zone})
+    except (devices.DeviceError, InvalidName, OSError) as exc:
+        _fail(str(exc))
+    if reload_broker:
+        try:
+            sighup(GeneratedPaths(broker_dir).pid_file)
+        except (RuntimeError, OSError) as exc:
+            click.echo(f"warning: broker not reloaded: {exc}", err=True)
+    snippet = {
+        "mqtt": {"host": confs.mqtt.host, "port": confs.mqtt.port, "tls": confs.mqtt.tls, "ca_file": confs.mqtt.ca_file,
+                 "password_file": f"secrets/{device_id}.mqtt_password"},
+        "identity": {"location": location, "zone": zone},
+        "edge_node": {"device_id": device_id, "token_file": f"secrets/{device_id}.download_token"},
+    }
+    click.echo(f"device {device_id!r} registered in {location}/{zone}. confs.json snippet for the node:")
+    click.echo(json.dumps(snippet, indent=2))
+    click.echo("secrets, shown once (store them in the files named above, mode 600):")
+    click.echo(f"  MQTT password:  {password}")
+    click.echo(f"  download token: {token}")
+
+
+@click.command("register-model")
+@with_appcontext
+@click.argument("package", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def register_model_command(package: Path) -> None:
+    """Verify a signed model package against the trusted keys and register it as a release."""
+    confs = current_app.config["CONFS"]
+    try:
+        with get_db().session() as session:
+            release = releases.register_package(session, package, current_app.config["PACKAGE_DIR"],
+                                                confs.ota.trusted_public_keys, confs.ota.max_package_bytes, "cli")
+            click.echo(f"registered {release.name} {release.version} as release {release.id} (sha256 {release.sha256})")
+    except releases.ReleaseError as exc:
+        _fail(str(exc))
+
+
 def register_cli(app: Flask) -> None:
     """Attach the commands to the app's CLI group."""
-    for command in (init_db_command, create_admin_command, create_token_command):
+    for command in (init_db_command, create_admin_command, create_token_command, add_device_command,
+                    register_model_command):
         app.cli.add_command(command)

@@ -1,0 +1,55 @@
+"""The OpenAPI 3 document of /api/v1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_Q = lambda name, kind="string", fmt=None: {"name": name, "in": "query", "required": False,  # noqa: E731
+                                            "schema": {"type": kind, **({"format": fmt} if fmt else {})}}
+_ID = lambda name, kind="integer": {"name": name, "in": "path", "required": True, "schema": {"type": kind}}  # noqa: E731
+_OK = {"200": {"description": "OK"}, "401": {"description": "missing or invalid token"}}
+_ADMIN = {**_OK, "400": {"description": "invalid request"}, "403": {"description": "needs an admin token"}}
+
+
+def _op(summary: str, params: list[dict[str, Any]] | None = None, admin: bool = False, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "parameters": params or [], "responses": _ADMIN if admin else _OK}
+    if body:
+        op["requestBody"] = {"required": True, "content": body}
+    return op
+
+
+def openapi_document() -> dict[str, Any]:
+    """The document: every route, its parameters and the bearer security scheme."""
+    rollout_body = {"application/json": {"schema": {"type": "object", "required": ["release_id"], "properties": {
+        "release_id": {"type": "integer"}, "targets": {"type": "string", "enum": ["all", "zone", "devices"]},
+        "zone": {"type": "string"}, "devices": {"type": "array", "items": {"type": "string"}},
+        "canary_size": {"type": "integer", "minimum": 0}, "failure_threshold": {"type": "integer", "minimum": 0}}}}}
+    upload_body = {"multipart/form-data": {"schema": {"type": "object", "properties": {
+        "package": {"type": "string", "format": "binary"}}}}}
+    paths = {
+        "/devices": {"get": _op("List nodes", [_Q("zone")])},
+        "/devices/{device_id}": {"get": _op("One node", [_ID("device_id", "string")])},
+        "/devices/{device_id}/telemetry": {"get": _op("Telemetry series", [
+            _ID("device_id", "string"), _Q("since", fmt="date-time"), _Q("until", fmt="date-time"), _Q("max_points", "integer")])},
+        "/results": {"get": _op("Classification results", [
+            _Q("device"), _Q("label"), _Q("min_confidence", "number"), _Q("max_confidence", "number"),
+            _Q("since", fmt="date-time"), _Q("until", fmt="date-time"), _Q("uncertain", "boolean"),
+            _Q("page", "integer"), _Q("per_page", "integer")])},
+        "/alerts": {"get": _op("Alerts", [_Q("open", "boolean")])},
+        "/alerts/{alert_id}/ack": {"post": _op("Acknowledge an alert", [_ID("alert_id")], admin=True)},
+        "/releases": {"get": _op("Model releases"), "post": _op("Upload a signed package", admin=True, body=upload_body)},
+        "/rollouts": {"get": _op("Rollouts"), "post": _op("Create a rollout", admin=True, body=rollout_body)},
+        "/rollouts/{rollout_id}": {"get": _op("One rollout", [_ID("rollout_id")])},
+        "/rollouts/{rollout_id}/halt": {"post": _op("Halt", [_ID("rollout_id")], admin=True)},
+        "/rollouts/{rollout_id}/resume": {"post": _op("Resume", [_ID("rollout_id")], admin=True)},
+        "/rollouts/{rollout_id}/rollback": {"post": _op("Roll back", [_ID("rollout_id")], admin=True)},
+        "/openapi.json": {"get": _op("This document")},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "ALL edge fleet dashboard API", "version": "1.0.0"},
+        "servers": [{"url": "/api/v1"}],
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
+        "paths": paths,
+    }
