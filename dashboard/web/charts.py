@@ -33,7 +33,9 @@ def _nice_ceiling(value: float) -> float:
 
 
 def _format_value(value: float) -> str:
-    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+    if value >= 10 or value == int(value):
+        return f"{value:.0f}"
+    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def _format_time(moment: datetime, span_s: float) -> str:

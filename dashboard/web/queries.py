@@ -46,7 +46,7 @@ class NodeRow:
             "device_id": self.device_id,
             "state": self.state,
             "stale": self.stale,
-            "last_seen": self.last_seen.strftime("%Y-%m-%d %H:%M:%S UTC") if self.last_seen else None,
+            "last_seen": self.last_seen.strftime("%Y-%m-%d %H:%M:%S") if self.last_seen else None,
             "zone": self.zone,
             "model_version": self.model_version,
             "cpu": None if self.cpu is None else round(self.cpu),

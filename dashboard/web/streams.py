@@ -134,6 +134,7 @@ def rollout_snapshot(db: Database, rollout_id: int) -> tuple[dict[str, Any], lis
                 "updated_at": (target.reported_at or target.sent_at).strftime("%Y-%m-%d %H:%M:%S")
                 if (target.reported_at or target.sent_at) else None,
                 "reason": target.reason or "",
+                "sends": target.sends,
             })
         status = {"status": rollout.state, "intent": rollout.intent, "reason": rollout.reason or "", "counts": counts}
     return status, rows

@@ -13,10 +13,22 @@
     var cell = row.querySelector('[data-field="' + name + '"]');
     if (!cell) { return; }
     var text = value === null || value === undefined ? "—" : String(value);
+    if (cell.hasAttribute("data-meter") && typeof value === "number" && !cell.querySelector("meter")) {
+      cell.textContent = "";
+      var created = document.createElement("meter");
+      created.min = 0; created.max = 100; created.low = 70; created.high = 90; created.optimum = 0;
+      var span = document.createElement("span");
+      span.setAttribute("data-text", "");
+      cell.appendChild(created);
+      cell.appendChild(span);
+    }
     var meter = cell.querySelector("meter");
     if (meter && typeof value === "number") { meter.value = value; }
     var target = cell.querySelector("[data-text]") || cell;
-    if (target.textContent !== text) { target.textContent = text; row.classList.remove("flash"); void row.offsetWidth; row.classList.add("flash"); }
+    if (target.textContent !== text) {
+      target.textContent = text;
+      cell.classList.remove("flash"); void cell.offsetWidth; cell.classList.add("flash");
+    }
   }
 
   function setBadge(row, name, value, extraClass) {
@@ -45,6 +57,17 @@
     span.className = "badge " + value + (extra ? " " + extra : "");
     span.textContent = value;
     return span;
+  }
+
+  function updateFleetSummary(root) {
+    var rows = root.querySelectorAll("tr[data-node]");
+    var online = 0;
+    rows.forEach(function (row) { if (!row.classList.contains("stale")) { online += 1; } });
+    var counts = { total: rows.length, online: online, offline: rows.length - online };
+    document.querySelectorAll("[data-summary]").forEach(function (node) {
+      var key = node.getAttribute("data-summary");
+      if (key in counts) { node.textContent = String(counts[key]); }
+    });
   }
 
   var handlers = {
@@ -86,6 +109,7 @@
       ["last_seen", "zone", "model_version", "cpu", "memory", "temperature", "outbox"].forEach(function (name) {
         setField(row, name, data[name]);
       });
+      updateFleetSummary(root);
     },
 
     result: function (root, data) {
@@ -102,7 +126,7 @@
       var sample = cell(data.sample_id, "mono");
       row.appendChild(sample);
       var label = document.createElement("td");
-      label.appendChild(badge("info", null));
+      label.appendChild(badge("label", null));
       label.firstChild.textContent = data.label;
       if (data.uncertain) { label.appendChild(document.createTextNode(" ")); label.appendChild(badge("uncertain")); }
       row.appendChild(label);
@@ -122,6 +146,7 @@
       setField(row, "updated_at", data.updated_at);
       setField(row, "reason", data.reason);
       setField(row, "stage", data.stage);
+      setField(row, "sends", data.sends);
     },
 
     rollout: function (root, data) {
@@ -129,7 +154,7 @@
       if (el) { el.className = "badge " + data.status; el.textContent = data.status; }
       document.querySelectorAll("[data-count]").forEach(function (node) {
         var key = node.getAttribute("data-count");
-        if (data.counts && key in data.counts) { node.textContent = String(data.counts[key]); }
+        if (data.counts) { node.textContent = String(data.counts[key] || 0); }
       });
       document.querySelectorAll("[data-when-status]").forEach(function (node) {
         var allowed = node.getAttribute("data-when-status").split(" ");
