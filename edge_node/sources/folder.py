@@ -175,14 +175,25 @@ class FolderSource:
             target.with_name(target.name + ".reason.txt").write_text(reason + "\n")
 
     def _move(self, path: Path, folder: Path) -> Path | None:
-        """Move path into folder without overwriting an earlier file of the same name."""
-        target = folder / path.name
-        counter = 1
-        while target.exists():
-            target = folder / f"{path.stem}.{counter}{path.suffix}"
+        """Move path into folder without overwriting an earlier file of the same name.
+
+        Link-then-unlink rather than rename: a rename out of the watched folder is an unpaired
+        IN_MOVED_FROM, which watchdog holds for 0.5 s and which would delay every later event.
+        """
+        counter = 0
+        while True:
+            target = folder / (path.name if counter == 0 else f"{path.stem}.{counter}{path.suffix}")
             counter += 1
-        try:
-            os.replace(path, target)
-        except FileNotFoundError:
-            return None
-        return target
+            try:
+                os.link(path, target, follow_symlinks=False)
+            except FileExistsError:
+                continue
+            except FileNotFoundError:
+                return None
+            except OSError:
+                if target.exists():
+                    continue
+                os.replace(path, target)  # a filesystem without hard links
+                return target
+            os.unlink(path)
+            return target
