@@ -1,0 +1,29 @@
+# Dashboard image (web and ingest): the `dashboard` extra, served by gunicorn.
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml ./
+COPY contracts ./contracts
+COPY dashboard ./dashboard
+RUN /opt/venv/bin/pip install ".[dashboard]"
+
+FROM python:3.11-slim
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 DASHBOARD_CONFS=/app/confs.json
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /data --shell /usr/sbin/nologin app \
+    && mkdir -p /app /data/packages \
+    && chown -R app:app /data
+COPY --from=build /opt/venv /opt/venv
+COPY docker/healthcheck.py /usr/local/bin/healthcheck.py
+COPY docker/entrypoint-dashboard.sh /usr/local/bin/entrypoint-dashboard.sh
+WORKDIR /app
+USER app
+# /data (SQLite database, packages, secret key) is a volume shared by web and ingest.
+VOLUME ["/data"]
+EXPOSE 5000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "/usr/local/bin/healthcheck.py", "http://127.0.0.1:5000/login", "200"]
+ENTRYPOINT ["/bin/sh", "/usr/local/bin/entrypoint-dashboard.sh"]
+CMD ["gunicorn", "--bind", "0.0.0.0:5000", "--worker-class", "gthread", "--workers", "2", "--threads", "8", \
+     "--access-logfile", "-", "dashboard:create_app()"]

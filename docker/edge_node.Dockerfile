@@ -1,0 +1,27 @@
+# Edge node image: OpenVINO runtime only (the `edge` extra); TensorFlow never enters it.
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml ./
+COPY contracts ./contracts
+COPY edge_node ./edge_node
+RUN /opt/venv/bin/pip install ".[edge]"
+
+FROM python:3.11-slim
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /data --shell /usr/sbin/nologin app \
+    && mkdir -p /app /data/inbox \
+    && chown -R app:app /data
+COPY --from=build /opt/venv /opt/venv
+COPY docker/healthcheck.py /usr/local/bin/healthcheck.py
+WORKDIR /app
+USER app
+# /data (model store, outbox, inbox) is a volume; its ownership comes from this image.
+VOLUME ["/data"]
+EXPOSE 8080
+# The node serves only POST /Inference, so a GET answered with 405 means it is up.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "/usr/local/bin/healthcheck.py", "http://127.0.0.1:8080/Inference", "405"]
+CMD ["python", "-m", "edge_node", "run", "--confs", "/app/confs.json"]
