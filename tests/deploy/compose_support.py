@@ -1,0 +1,37 @@
+"""Constants and helpers for the deploy tests: where things are and how to read compose entries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+NODE_SERVICES = ("edge-node-1", "edge-node-2")
+CONFS_TARGET = "/app/confs.json"
+
+
+def mounts(service: dict[str, Any]) -> list[dict[str, Any]]:
+    """A service's volumes in long form (type, source, target, read_only)."""
+    found = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target, *mode = volume.split(":")
+            kind = "bind" if source.startswith((".", "/", "$")) else "volume"
+            volume = {"type": kind, "source": source, "target": target, "read_only": mode == ["ro"]}
+        found.append(volume)
+    return found
+
+
+def mount_source(service: dict[str, Any], target: str) -> dict[str, Any] | None:
+    """The mount of a service at target, if any."""
+    return next((m for m in mounts(service) if m["target"] == target), None)
+
+
+def published(service: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Published ports by container port (long syntax required, so host_ip is explicit)."""
+    ports = {}
+    for port in service.get("ports", []):
+        assert isinstance(port, dict), f"use the long port syntax, not {port!r}"
+        ports[int(port["target"])] = port
+    return ports
