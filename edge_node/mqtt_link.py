@@ -137,6 +137,8 @@ class MqttLink:
                 acked = info.is_published()
             except (RuntimeError, ValueError) as exc:
                 logger.warning("OFFLINE status not delivered: %s", exc)
+        # paho logs a spurious "not connected" error while its loop winds down after disconnect().
+        self._client.disable_logger()
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()

@@ -16,7 +16,6 @@ from contracts.model_package import Manifest
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 _SCALES = {"raw 0-255": 1.0, "0-1": 1.0 / 255.0}
 _DTYPES = {"uint8": ov.Type.u8, "float32": ov.Type.f32}
 

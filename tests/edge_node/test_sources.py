@@ -137,3 +137,31 @@ def test_folder_keeps_same_named_files_apart(pipeline, tmp_path: Path):
     finally:
         source.stop()
     assert sorted(p.name for p in (inbox / "done").iterdir()) == ["same.1.jpg", "same.jpg"]
+
+
+def test_http_refuses_oversized_and_unsized_bodies_before_reading_them(pipeline):
+    import http.client
+
+    from edge_node.sources.http_api import InferenceServer
+
+    server = InferenceServer(pipeline, "127.0.0.1", 0, "tok", max_bytes=1000)
+    server.start()
+    try:
+        auth = {"Authorization": "Bearer tok"}
+        for headers, status in (
+            ({**auth, "Content-Length": "5000"}, 413),
+            (auth, 411),
+            ({"Authorization": "Basic dG9rOg==", "Content-Length": "3"}, 401),
+        ):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            conn.putrequest("POST", "/Inference")
+            for key, value in headers.items():
+                conn.putheader(key, value)
+            conn.endheaders()
+            answer = conn.getresponse()
+            assert answer.status == status
+            assert answer.getheader("Content-Type") == "application/json"
+            conn.close()
+    finally:
+        server.stop()
+    assert pipeline._outbox.depth() == 0
