@@ -19,6 +19,7 @@ from contracts.model_package import PackageLimits
 from contracts.topics import check_segment
 from edge_node.model_store import ModelStore
 from edge_node.simulate.shared import CheapView, SharedClassifiers, SystemSampler, synthetic_images
+from edge_node.simulate.shared_loop import SharedLoopLink, SharedMqttLoop
 from edge_node.simulate.virtual_node import NodeEnvironment, NodeIdentity, VirtualNode
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ class Fleet:
         self.classifiers = SharedClassifiers(core or ov.Core(), settings.openvino_device, settings.confidence_threshold)
         settings.work_dir.mkdir(parents=True, exist_ok=True)
         limits = PackageLimits(max_total_bytes=2 * settings.max_package_bytes)
+        self.mqtt_loop = SharedMqttLoop()
         env = NodeEnvironment(
             host=settings.host, port=settings.port, location=settings.location, zone=settings.zone,
             work_dir=settings.work_dir,
@@ -108,6 +110,7 @@ class Fleet:
             max_package_bytes=settings.max_package_bytes, outbox_limit=settings.outbox_limit, tls=settings.tls,
             ca_file=settings.ca_file, keepalive=settings.keepalive,
             classifier_view=CheapView if settings.cheap_classifier else None,
+            link_factory=lambda link_settings, status: SharedLoopLink(link_settings, status, self.mqtt_loop),
         )
         self.nodes = [VirtualNode(NodeIdentity(d, credentials[d], tokens.get(d)), env) for d in ids]
         self._images = synthetic_images()
@@ -128,6 +131,7 @@ class Fleet:
     def start(self, connect_timeout: float = 60.0) -> None:
         """Load models (each node self-tests its own), connect every node, then start producing."""
         initial = self.settings.initial_package
+        self.mqtt_loop.start()
         list(self._pool.map(lambda node: node.start(initial), self.nodes))
         deadline = time.monotonic() + connect_timeout
         for node in self.nodes:
@@ -143,6 +147,7 @@ class Fleet:
             self._scheduler.join(10)
         list(self._pool.map(lambda node: node.stop(), self.nodes))
         self._pool.shutdown(wait=True)
+        self.mqtt_loop.stop()
 
     def run(self, duration_s: float) -> list[NodeStats]:
         """Start, run for duration_s (or until stop is requested), and stop; returns the stats just before stopping."""

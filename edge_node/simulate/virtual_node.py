@@ -68,6 +68,7 @@ class NodeEnvironment:
     ca_file: str | None = None
     keepalive: int = 30
     classifier_view: Callable[[ModelHolder], object] | None = None
+    link_factory: Callable[[LinkSettings, Callable[[bool], bytes]], MqttLink] = MqttLink
 
 
 @dataclass
@@ -94,7 +95,7 @@ class VirtualNode:
         self._started = time.monotonic()
         self.holder = ModelHolder()
         self.stats = InferenceStats()
-        self.link = MqttLink(self._link_settings(), self._status_payload)
+        self.link = env.link_factory(self._link_settings(), self._status_payload)
         self.outbox = Outbox(root / "outbox.db", env.outbox_limit)
         self.sender = OutboxSender(self.outbox, self.link)
         self.warner = Warner(identity.device_id, self._publish_warning)
