@@ -110,6 +110,11 @@ class TrainerConfs(_Section):
     runs_dir: str = "runs"
     package_dir: str = "models"
     signing_key: str = Field("keys/model_signing_key.pem", description="git-ignored; generated on first use")
+    internal_size: int = Field(112, ge=32, le=1024, description="size the model downscales to inside (speed)")
+    width: int = Field(16, ge=4, le=256, description="channels of the small CNN's first layer")
+    dropout: float = Field(0.3, ge=0, lt=1, description="dropout before the classifier layer")
+    patience: int = Field(8, ge=1, description="epochs without a better validation loss before stopping")
+    max_train_minutes: float = Field(15.0, gt=0, description="training stops after this long (restoring the best epoch)")
 
 
 class OtaConfs(_Section):

@@ -1,0 +1,1 @@
+"""Training, evaluation, export and packaging of the ALL blood-smear classifier."""

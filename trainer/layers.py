@@ -1,0 +1,59 @@
+"""Preprocessing layers that live inside the model, so the edge feeds raw 0-255 RGB pixels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from trainer.augment import SCALE_BAR_HEIGHT, SCALE_BAR_WIDTH
+
+
+@keras.saving.register_keras_serializable(package="trainer")
+class ScaleBarMask(keras.layers.Layer):
+    """Replaces the bottom-right scale-bar corner with the image's mean colour."""
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        """Precompute the constant corner mask for this input size."""
+        import numpy as np
+
+        height, width = int(input_shape[1]), int(input_shape[2])
+        mask = np.ones((1, height, width, 1), dtype="float32")
+        mask[:, height - round(height * SCALE_BAR_HEIGHT) :, width - round(width * SCALE_BAR_WIDTH) :] = 0.0
+        self.mask = ops.convert_to_tensor(mask)
+
+    def call(self, x: Any) -> Any:
+        """x * mask + mean colour * (1 - mask)."""
+        mean = ops.mean(x, axis=(1, 2), keepdims=True)
+        return x * self.mask + mean * (1.0 - self.mask)
+
+
+@keras.saving.register_keras_serializable(package="trainer")
+class ToGray(keras.layers.Layer):
+    """RGB to one luminance channel (ITU-R BT.601 weights, as OpenCV and Pillow use)."""
+
+    def call(self, x: Any) -> Any:
+        """Weighted channel sum, keeping a channel axis of 1."""
+        weights = ops.convert_to_tensor([[0.299], [0.587], [0.114]], dtype=x.dtype)
+        return ops.matmul(x, weights)
+
+
+@keras.saving.register_keras_serializable(package="trainer")
+class ImageStandardize(keras.layers.Layer):
+    """Per-image standardisation: removes global brightness and contrast, which differ between labs."""
+
+    def __init__(self, epsilon: float = 1.0 / 255.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def call(self, x: Any) -> Any:
+        """(x - per-channel mean) / overall standard deviation of each image."""
+        mean = ops.mean(x, axis=(1, 2), keepdims=True)
+        centred = x - mean
+        std = ops.sqrt(ops.mean(ops.square(centred), axis=(1, 2, 3), keepdims=True))
+        return centred / ops.maximum(std, self.epsilon)
+
+    def get_config(self) -> dict[str, Any]:
+        """Serialisable configuration."""
+        return {**super().get_config(), "epsilon": self.epsilon}

@@ -1,0 +1,111 @@
+"""Model builders: a small CNN (default), MobileNetV2 and InceptionV3, with preprocessing inside."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from trainer.errors import TrainerError
+from trainer.layers import ImageStandardize, ScaleBarMask, ToGray
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+MODELS = ("small_cnn", "mobilenet_v2", "inception_v3")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to build: architecture, input size, internal working size and input handling."""
+
+    name: str = "small_cnn"
+    n_classes: int = 4
+    image_size: int = 224
+    internal_size: int = 112
+    grayscale: bool = False
+    mask_scale_bar: bool = True
+    width: int = 16
+    dropout: float = 0.3
+
+
+def _preprocess(inputs: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+    """Raw 0-255 RGB to what the backbone sees: masked, grey if asked, downsized, standardised."""
+    x = inputs
+    if spec.mask_scale_bar:
+        x = ScaleBarMask(name="scale_bar_mask")(x)
+    if spec.grayscale:
+        x = ToGray(name="to_gray")(x)
+    if spec.internal_size != spec.image_size:
+        factor = spec.image_size // spec.internal_size
+        if factor >= 2 and spec.image_size == factor * spec.internal_size:
+            # Average pooling is an exact area downscale and converts to every runtime.
+            x = layers.AveragePooling2D(pool_size=factor, name="downscale")(x)
+        else:
+            x = layers.Resizing(spec.internal_size, spec.internal_size, name="downscale")(x)
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(x)
+    return ImageStandardize(name="standardize")(x)
+
+
+def _conv(x: keras.KerasTensor, filters: int, name: str, strides: int = 1) -> keras.KerasTensor:
+    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _small_cnn(x: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+    # A strided stem keeps the costly full-resolution layers to one; depth goes where maps are small.
+    w = spec.width
+    x = _conv(x, w, "stem", strides=2)
+    x = _conv(x, w * 2, "block1")
+    x = layers.MaxPooling2D(2, name="block1_pool")(x)
+    x = _conv(x, w * 4, "block2")
+    x = layers.MaxPooling2D(2, name="block2_pool")(x)
+    x = _conv(x, w * 6, "block3a")
+    x = _conv(x, w * 6, "block3b")
+    x = layers.MaxPooling2D(2, name="block3_pool")(x)
+    x = _conv(x, w * 8, "block4a")
+    x = _conv(x, w * 8, "block4b")
+    return layers.GlobalAveragePooling2D(name="pool")(x)
+
+
+def _application(x: keras.KerasTensor, spec: ModelSpec, weights: Path | None) -> keras.KerasTensor:
+    channels = 1 if spec.grayscale else 3
+    shape = (spec.internal_size, spec.internal_size, channels)
+    kwargs = {"include_top": False, "weights": str(weights) if weights else None, "input_shape": shape, "pooling": "avg"}
+    if spec.name == "mobilenet_v2":
+        backbone = keras.applications.MobileNetV2(**kwargs)
+    else:
+        if spec.internal_size < 75:
+            raise TrainerError("inception_v3 needs an internal size of at least 75 pixels")
+        backbone = keras.applications.InceptionV3(**kwargs)
+    # Keras applications expect inputs in [-1, 1]; standardised pixels are close to that range.
+    return backbone(x)
+
+
+def build_model(spec: ModelSpec, weights: Path | None = None) -> keras.Model:
+    """Build the classifier taking (N, size, size, 3) float pixels 0-255 RGB, giving softmax."""
+    if spec.name not in MODELS:
+        raise TrainerError(f"unknown model {spec.name!r}; choose one of {', '.join(MODELS)}")
+    if weights is not None and not Path(weights).is_file():
+        raise TrainerError(f"weights file not found: {weights}")
+    inputs = keras.Input(shape=(spec.image_size, spec.image_size, 3), name=INPUT_NAME)
+    x = _preprocess(inputs, spec)
+    if spec.name == "small_cnn":
+        x = _small_cnn(x, spec)
+    else:
+        x = _application(x, spec, weights)
+    x = layers.Dropout(spec.dropout, name="dropout")(x)
+    outputs = layers.Dense(spec.n_classes, activation="softmax", name=OUTPUT_NAME)(x)
+    model = keras.Model(inputs, outputs, name=spec.name)
+    if weights is not None and spec.name == "small_cnn":
+        try:
+            model.load_weights(weights)
+        except Exception as exc:  # Keras raises several types for mismatched files
+            raise TrainerError(f"cannot load weights from {weights}: {exc}") from exc
+    log.info("built %s: %d parameters", spec.name, model.count_params())
+    return model

@@ -1,0 +1,167 @@
+"""Deduplication, near-duplicate grouping and block splitting of a scanned dataset."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from trainer.data import ImageRecord, ScannedDataset
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
+
+
+@dataclass
+class SplitIndex:
+    """Which kept image goes to which split, and why images were dropped or grouped."""
+
+    keep: np.ndarray  # indices into the scanned dataset, after exact-duplicate removal
+    split: dict[str, np.ndarray]  # split name -> indices into the scanned dataset
+    duplicates: list[tuple[int, int]]  # (dropped, kept) exact duplicates
+    conflicts: list[int]  # identical bytes under different classes: all copies dropped
+    groups: list[list[int]]  # near-duplicate groups (size >= 2)
+    block_of: dict[int, str] = field(default_factory=dict)  # index -> block id
+
+
+class UnionFind:
+    """Disjoint sets over hashable keys."""
+
+    def __init__(self) -> None:
+        self.parent: dict = {}
+
+    def find(self, key: object) -> object:
+        """Root of key's set."""
+        self.parent.setdefault(key, key)
+        while self.parent[key] != key:
+            self.parent[key] = self.parent[self.parent[key]]
+            key = self.parent[key]
+        return key
+
+    def union(self, a: object, b: object) -> None:
+        """Merge the sets of a and b."""
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb, key=str)] = min(ra, rb, key=str)
+
+
+def dhash_bits(image: np.ndarray, side: int = 16) -> np.ndarray:
+    """256-bit difference hash of an RGB image, packed into 32 bytes."""
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    small = cv2.resize(gray, (side + 1, side), interpolation=cv2.INTER_AREA).astype(np.int16)
+    return np.packbits((small[:, 1:] > small[:, :-1]).ravel())
+
+
+def thumbnail(image: np.ndarray, side: int = 32) -> np.ndarray:
+    """Small grayscale float thumbnail used to confirm near duplicates."""
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(gray, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def exact_duplicates(records: list[ImageRecord]) -> tuple[list[int], list[tuple[int, int]], list[int]]:
+    """Indices to keep, (dropped, kept) duplicate pairs, and indices dropped for conflicting labels."""
+    first: dict[str, int] = {}
+    labels: dict[str, set[str]] = {}
+    for i, rec in enumerate(records):
+        labels.setdefault(rec.sha256, set()).add(rec.label)
+    keep: list[int] = []
+    dups: list[tuple[int, int]] = []
+    conflicts: list[int] = []
+    for i, rec in enumerate(records):
+        if len(labels[rec.sha256]) > 1:
+            conflicts.append(i)
+        elif rec.sha256 in first:
+            dups.append((i, first[rec.sha256]))
+        else:
+            first[rec.sha256] = i
+            keep.append(i)
+    return keep, dups, conflicts
+
+
+def near_duplicate_pairs(
+    images: np.ndarray, indices: list[int], max_hamming: int = 12, max_mse: float = 100.0
+) -> list[tuple[int, int]]:
+    """Pairs of images whose dHash differs by at most max_hamming bits and whose thumbnails agree."""
+    if len(indices) < 2:
+        return []
+    hashes = np.stack([dhash_bits(images[i]) for i in indices])
+    thumbs = np.stack([thumbnail(images[i]) for i in indices])
+    pairs: list[tuple[int, int]] = []
+    for a in range(len(indices) - 1):
+        distance = _POPCOUNT[np.bitwise_xor(hashes[a + 1 :], hashes[a])].sum(axis=1)
+        for offset in np.flatnonzero(distance <= max_hamming):
+            b = a + 1 + int(offset)
+            if float(np.mean((thumbs[a] - thumbs[b]) ** 2)) < max_mse:
+                pairs.append((indices[a], indices[b]))
+    return pairs
+
+
+def _groups(pairs: list[tuple[int, int]]) -> list[list[int]]:
+    uf = UnionFind()
+    for a, b in pairs:
+        uf.union(a, b)
+    members: dict[object, list[int]] = {}
+    for key in list(uf.parent):
+        members.setdefault(uf.find(key), []).append(int(key))  # type: ignore[arg-type]
+    return sorted(sorted(m) for m in members.values())
+
+
+def block_split(
+    dataset: ScannedDataset,
+    validation_fraction: float,
+    test_fraction: float,
+    block_size: int,
+    seed: int,
+) -> SplitIndex:
+    """Split by blocks of consecutive file numbers per class; merged blocks never straddle splits."""
+    records = dataset.records
+    keep, dups, conflicts = exact_duplicates(records)
+    groups = _groups(near_duplicate_pairs(dataset.images, keep))
+    block_of = {i: f"{records[i].label}/{records[i].number // max(block_size, 1)}" for i in keep}
+    uf = UnionFind()
+    for i in keep:
+        uf.find(block_of[i])
+    for group in groups:
+        for other in group[1:]:
+            uf.union(block_of[group[0]], block_of[other])
+    components: dict[object, list[int]] = {}
+    for i in keep:
+        components.setdefault(uf.find(block_of[i]), []).append(i)
+    rng = np.random.default_rng(seed)
+    order = sorted(components, key=str)
+    rng.shuffle(order)  # type: ignore[arg-type]
+    per_class_total: dict[str, int] = {}
+    for i in keep:
+        per_class_total[records[i].label] = per_class_total.get(records[i].label, 0) + 1
+    filled: dict[tuple[str, str], int] = {}
+    assignment: dict[str, list[int]] = {name: [] for name in SPLITS}
+    for comp in order:
+        members = components[comp]
+        label = max({records[i].label for i in members}, key=lambda c: sum(records[i].label == c for i in members))
+        total = per_class_total[label]
+        targets = {"test": test_fraction * total, "validation": validation_fraction * total}
+        chosen = "train"
+        for name in ("test", "validation"):
+            if filled.get((label, name), 0) + len(members) / 2 <= targets[name]:
+                chosen = name
+                break
+        filled[(label, chosen)] = filled.get((label, chosen), 0) + len(members)
+        assignment[chosen].extend(members)
+    split = {name: np.array(sorted(v), dtype=np.int64) for name, v in assignment.items()}
+    log.info("split sizes: %s", {k: len(v) for k, v in split.items()})
+    return SplitIndex(np.array(keep, dtype=np.int64), split, dups, conflicts, groups, block_of)
+
+
+def split_digest(dataset: ScannedDataset, index: SplitIndex) -> str:
+    """sha256 over the (split, class, content hash) lines: identifies the training data."""
+    lines = sorted(
+        f"{name}\t{dataset.records[i].label}\t{dataset.records[i].sha256}"
+        for name, idx in index.split.items()
+        for i in idx
+    )
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()

@@ -1,0 +1,170 @@
+"""Training loop: block split, on-the-fly augmentation, class weights, early stopping, run folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from contracts.confs import TrainerConfs
+
+from trainer.augment import Augmenter
+from trainer.config import model_spec, save_resolved
+from trainer.data import ScannedDataset
+from trainer.split import SplitIndex
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """A trained model with its history and timing."""
+
+    model: keras.Model
+    history: dict[str, list[float]]
+    seconds: float
+    best_epoch: int
+    stopped_by: str
+
+
+class AugmentedEpochs:
+    """Yields augmented uint8 batches forever; the next epoch is prepared in a background thread."""
+
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, batch_size: int, augmenter: Augmenter, seed: int
+    ) -> None:
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.augmenter, self.seed = augmenter, seed
+        self.steps = int(np.ceil(len(images) / batch_size))
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="augment")
+
+    def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.images))
+        return self.augmenter.batch(self.images[order], rng), self.labels[order]
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        epoch = 0
+        upcoming: Future = self._pool.submit(self._epoch, epoch)
+        while True:
+            images, labels = upcoming.result()
+            epoch += 1
+            upcoming = self._pool.submit(self._epoch, epoch)
+            for i in range(self.steps):
+                part = slice(i * self.batch_size, (i + 1) * self.batch_size)
+                yield images[part], labels[part]
+
+    def dataset(self, size: int) -> tf.data.Dataset:
+        """A tf.data view of the batches, cast to float pixels 0-255."""
+        spec = (
+            tf.TensorSpec((None, size, size, 3), tf.uint8),
+            tf.TensorSpec((None,), tf.int64),
+        )
+        ds = tf.data.Dataset.from_generator(lambda: iter(self), output_signature=spec)
+        return ds.map(lambda x, y: (tf.cast(x, tf.float32), y)).prefetch(2)
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training once the wall-clock budget is spent, so a run always ends in time."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds, self.start, self.hit = seconds, time.monotonic(), False
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Ask the model to stop when the next epoch would likely overrun."""
+        elapsed = time.monotonic() - self.start
+        if elapsed * (epoch + 2) / (epoch + 1) > self.seconds:
+            self.hit = True
+            self.model.stop_training = True
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the lowest validation loss, whatever stops training."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.best, self.best_epoch, self.weights = np.inf, -1, None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Remember this epoch if it is the best so far."""
+        loss = float((logs or {}).get("val_loss", np.inf))
+        if loss < self.best:
+            self.best, self.best_epoch, self.weights = loss, epoch, self.model.get_weights()
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        """Restore the best epoch."""
+        if self.weights is not None:
+            self.model.set_weights(self.weights)
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
+    """Inverse-frequency weights so the smaller Benign class counts as much as the others."""
+    counts = np.bincount(labels, minlength=n_classes).astype(float)
+    return {i: float(len(labels) / (n_classes * c)) if c else 0.0 for i, c in enumerate(counts)}
+
+
+def train_model(
+    confs: TrainerConfs,
+    dataset: ScannedDataset,
+    index: SplitIndex,
+    augmenter: Augmenter | None = None,
+    verbose: int = 1,
+    weights: Path | None = None,
+) -> TrainResult:
+    """Fit the configured model on the train split, validating on the validation split."""
+    from trainer.model import build_model
+
+    keras.utils.set_random_seed(confs.seed)
+    labels = dataset.labels
+    train_idx, val_idx = index.split["train"], index.split["validation"]
+    n_classes = len(dataset.classes)
+    model = build_model(model_spec(confs, n_classes), weights)
+    batches = AugmentedEpochs(
+        dataset.images[train_idx], labels[train_idx], confs.batch_size, augmenter or Augmenter(), confs.seed
+    )
+    total_steps = confs.epochs * batches.steps
+    warmup = min(batches.steps, max(total_steps // 10, 1))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, max(total_steps - warmup, 1), alpha=0.02, warmup_target=confs.learning_rate, warmup_steps=warmup
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    budget, best = TimeBudget(confs.max_train_minutes * 60), BestWeights()
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=confs.patience)
+    validation = (dataset.images[val_idx].astype(np.float32), labels[val_idx])
+    start = time.monotonic()
+    history = model.fit(
+        batches.dataset(dataset.images.shape[1]),
+        steps_per_epoch=batches.steps,
+        epochs=confs.epochs,
+        validation_data=validation,
+        class_weight=class_weights(labels[train_idx], n_classes),
+        callbacks=[best, stopper, budget],
+        verbose=verbose,
+    )
+    seconds = time.monotonic() - start
+    stopped_by = "time budget" if budget.hit else "early stopping" if stopper.stopped_epoch else "epochs"
+    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    log.info("trained %d epochs in %.0f s (best epoch %d, stopped by %s)", len(hist.get("loss", [])), seconds, best.best_epoch + 1, stopped_by)
+    return TrainResult(model, hist, seconds, best.best_epoch + 1, stopped_by)
+
+
+def save_run(run_dir: Path, confs: TrainerConfs, result: TrainResult, extra: dict[str, Any]) -> None:
+    """Write the resolved config, history and weights into the run folder."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_resolved(confs, run_dir / "config.json", extra)
+    summary = {"seconds": result.seconds, "best_epoch": result.best_epoch, "stopped_by": result.stopped_by}
+    (run_dir / "history.json").write_text(json.dumps({**summary, "history": result.history}, indent=2))
+    result.model.save(run_dir / "model.keras")
