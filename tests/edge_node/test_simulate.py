@@ -157,3 +157,30 @@ def test_the_cli_refuses_bad_arguments(fleet_broker, packages, tmp_path, args, m
     result = run_cli(*args, "--confs", str(confs), "--credentials", str(credentials))
     assert result.returncode in (1, 2)
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.timeout(120)
+def test_virtual_nodes_reconnect_after_a_broker_restart_and_lose_nothing(fleet_broker, packages, tmp_path):
+    broker = fleet_broker
+    settings = FleetSettings(
+        nodes=2, host=broker.host, port=broker.port, location=broker.location, zone=broker.zone,
+        work_dir=tmp_path / "fleet", trusted_keys=packages.trusted, initial_package=packages.v1,
+        rate=10.0, life_interval_s=0.5, cheap_classifier=True,
+    )
+    fleet = Fleet(settings, broker.credentials)
+    fleet.start()
+    try:
+        wait_until(lambda: all(s.results_acked >= 5 for s in fleet.stats()), 20, "first acknowledgements")
+        broker.stop()
+        wait_until(lambda: not any(s.connected for s in fleet.stats()), 20, "nodes see the broker gone")
+        time.sleep(1.0)  # results pile up in the outboxes meanwhile
+        assert all(s.outbox_depth > 0 for s in fleet.stats())
+        watch_started = time.monotonic()
+        broker.start()
+        wait_until(lambda: all(s.connected for s in fleet.stats()), 40, "reconnection")
+        wait_until(lambda: all(s.outbox_depth < 5 for s in fleet.stats()), 30, "outboxes drained")
+        assert time.monotonic() - watch_started < 60
+    finally:
+        fleet.stop()
+    for stat in fleet.stats():
+        assert stat.outbox_depth == 0 and stat.results_acked >= stat.results_stored
