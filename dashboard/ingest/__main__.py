@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--confs", type=Path, default=Path(os.environ.get("DASHBOARD_CONFS", "confs.json")))
     parser.add_argument("--shared", metavar="GROUP", help="MQTT 5 shared subscription group, so workers split the load")
     parser.add_argument("--worker", default="1", help="worker name within the group (part of the client id)")
-    parser.add_argument("--batch-size", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--flush-ms", type=float, default=100.0)
     parser.add_argument("--no-engine", action="store_true", help="do not run the rollout engine in this worker")
     parser.add_argument("-v", "--verbose", action="store_true")

@@ -36,9 +36,9 @@ class IngestSettings:
     ca_file: str | None = None
     keepalive: int = 30
     session_expiry_s: int = 7 * 24 * 3600
-    batch_size: int = 200
+    batch_size: int = 1000
     flush_interval_s: float = 0.1
-    receive_maximum: int = 1000
+    receive_maximum: int = 5000
     tick_interval_s: float = 1.0
 
 
