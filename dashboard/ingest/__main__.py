@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -18,9 +19,12 @@ from dashboard.ingest.store import BatchWriter
 from dashboard.ingest.worker import IngestSettings, IngestWorker
 from dashboard.migrations import upgrade_database
 from dashboard.publish import MqttCommandPublisher
+from dashboard.services import alerts
+from dashboard.services.alerts import AlertRules
 from dashboard.services.rollout_engine import RolloutEngine
 
 logger = logging.getLogger("dashboard.ingest")
+ALERTS_EVERY_S = 10.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -67,9 +71,19 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size, flush_interval_s=args.flush_ms / 1000,
     )
     worker = IngestWorker(settings, BatchWriter(db))
-    if not args.no_engine:
-        engine = RolloutEngine(db, MqttCommandPublisher(worker.client, app_id), confs.dashboard.public_url)
-        worker.tick = engine.tick
+    engine = None if args.no_engine else RolloutEngine(db, MqttCommandPublisher(worker.client, app_id), confs.dashboard.public_url)
+    rules, next_alerts = AlertRules(), [0.0]
+
+    def tick() -> None:
+        """Rollouts every tick; alert rules every ALERTS_EVERY_S."""
+        if engine is not None:
+            engine.tick()
+        if time.monotonic() >= next_alerts[0]:
+            next_alerts[0] = time.monotonic() + ALERTS_EVERY_S
+            with db.session() as session:
+                alerts.evaluate(session, rules)
+
+    worker.tick = tick
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         worker.stopping.set()
