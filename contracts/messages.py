@@ -48,7 +48,9 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema", description="payload schema version")
+    schema_version: Annotated[int, Field(ge=SCHEMA_VERSION, le=SCHEMA_VERSION)] = Field(
+        default=SCHEMA_VERSION, alias="schema", description="payload schema version; required on the wire"
+    )
     message_id: uuid.UUID = Field(default_factory=uuid.uuid4, description="unique per message; consumers dedupe on it")
     device: Identifier = Field(description="sender: a device id, or the dashboard's application id")
     sent_at: AwareDatetime = Field(default_factory=utc_now, description="when the sender made it, UTC")
@@ -239,23 +241,37 @@ def _describe(error: ValidationError) -> str:
 
 def from_bytes(data: bytes | bytearray | str, channel: Channel | None = None) -> Envelope:
     """Parse and strictly validate a payload; with a channel, require that channel's type."""
-    if isinstance(data, (bytes, bytearray)) and len(data) > MAX_PAYLOAD_BYTES:
+    if len(data) > MAX_PAYLOAD_BYTES:
         raise MessageError(f"payload of {len(data)} bytes exceeds the limit of {MAX_PAYLOAD_BYTES}")
+    try:
+        if channel is not None:
+            message: Envelope = CHANNEL_TYPES[Channel(channel)].model_validate_json(data)
+        else:
+            message = _MESSAGE_ADAPTER.validate_json(data)
+    except ValidationError:
+        raise MessageError(_explain_rejection(data, channel)) from None
+    if "schema_version" not in message.model_fields_set:
+        raise MessageError("unsupported schema version None: the payload must carry `schema`")
+    return message
+
+
+def _explain_rejection(data: bytes | bytearray | str, channel: Channel | None) -> str:
+    """Why a payload failed validation, naming the first thing a sender should fix (the slow path)."""
     try:
         raw = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MessageError(f"payload is not valid UTF-8 JSON: {exc}") from None
+        return f"payload is not valid UTF-8 JSON: {exc}"
     if not isinstance(raw, dict):
-        raise MessageError(f"payload must be a JSON object, not {type(raw).__name__}")
+        return f"payload must be a JSON object, not {type(raw).__name__}"
     schema = raw.get("schema")
     if schema not in SUPPORTED_SCHEMAS or isinstance(schema, bool):
-        raise MessageError(f"unsupported schema version {schema!r} (supported: {sorted(SUPPORTED_SCHEMAS)})")
+        return f"unsupported schema version {schema!r} (supported: {sorted(SUPPORTED_SCHEMAS)})"
     if channel is not None:
-        expected = CHANNEL_TYPES[Channel(channel)]
-        wanted = expected.model_fields["type"].default
+        wanted = CHANNEL_TYPES[Channel(channel)].model_fields["type"].default
         if raw.get("type") != wanted:
-            raise MessageError(f"a {Channel(channel).value} payload must have type {wanted!r}, not {raw.get('type')!r}")
+            return f"a {Channel(channel).value} payload must have type {wanted!r}, not {raw.get('type')!r}"
     try:
-        return _MESSAGE_ADAPTER.validate_json(data if isinstance(data, (bytes, bytearray, str)) else json.dumps(raw))
+        _MESSAGE_ADAPTER.validate_json(data)
     except ValidationError as exc:
-        raise MessageError(f"invalid {raw.get('type', 'untyped')} payload: {_describe(exc)}") from None
+        return f"invalid {raw.get('type', 'untyped')} payload: {_describe(exc)}"
+    return "payload is valid but not for this channel"
