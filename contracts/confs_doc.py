@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -41,5 +43,29 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":
+BEGIN, END = "<!-- confs:begin -->", "<!-- confs:end -->"
+
+
+def with_table(text: str) -> str:
+    """text with the generated table placed between the confs markers."""
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.DOTALL)
+    if not pattern.search(text):
+        raise ValueError(f"no {BEGIN} … {END} markers found")
+    return pattern.sub(lambda _: f"{BEGIN}\n{markdown()}{END}", text)
+
+
+def main(argv: list[str]) -> int:
+    """Print the table, or with `--update FILE` rewrite the table inside FILE."""
+    if len(argv) == 2 and argv[0] == "--update":
+        path = Path(argv[1])
+        path.write_text(with_table(path.read_text()))
+        return 0
+    if argv:
+        print("usage: python -m contracts.confs_doc [--update README.md]", file=sys.stderr)
+        return 2
     sys.stdout.write(markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
