@@ -113,6 +113,7 @@ class TrainerConfs(_Section):
     internal_size: int = Field(112, ge=32, le=1024, description="size the model downscales to inside (speed)")
     width: int = Field(16, ge=4, le=256, description="channels of the small CNN's first layer")
     dropout: float = Field(0.3, ge=0, lt=1, description="dropout before the classifier layer")
+    train_crop: int = Field(128, ge=0, description="random square crops of this size train the small CNN; 0 = whole images")
     patience: int = Field(8, ge=1, description="epochs without a better validation loss before stopping")
     max_train_minutes: float = Field(15.0, gt=0, description="training stops after this long (restoring the best epoch)")
 

@@ -27,13 +27,15 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
     return lambda files: tqdm(files, desc="decoding", unit="img", leave=False, file=sys.stderr)
 
 
-def _load_split(confs, data_dir: Path, progress: bool = True):  # type: ignore[no-untyped-def]
+def _load_split(confs, data_dir: Path, progress: bool = True, require_all: bool = True):  # type: ignore[no-untyped-def]
     dataset = scan_dataset(data_dir, confs.image_size, progress=_progress(progress))
     s = confs.split
     index = block_split(dataset, s.validation_fraction, s.test_fraction, s.block_size, confs.seed)
     for name, idx in index.split.items():
-        if len(idx) == 0:
+        if len(idx) == 0 and require_all:
             raise TrainerError(f"the {name} split is empty: {data_dir} has too few images or blocks")
+        if len(idx) == 0:
+            log.warning("the %s split is empty: too few images or blocks", name)
     return dataset, index
 
 
@@ -60,7 +62,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     """Decode, deduplicate, group and split; print a summary."""
     confs = load_trainer_confs(args.confs)
     data_dir = args.data or Path(confs.data_dir)
-    dataset, index = _load_split(confs, data_dir)
+    dataset, index = _load_split(confs, data_dir, require_all=False)
     summary = _index_summary(dataset, index, data_dir)
     if args.out:
         files = {name: [str(dataset.records[i].path) for i in idx] for name, idx in index.split.items()}
@@ -115,10 +117,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train, save the run (config, history, model) and assess it on the test split with Keras."""
     import time
 
-    from trainer.evaluate import assess
-    from trainer.export import keras_predict
-    from trainer.train import save_run, train_model
-
     overrides = {
         "data_dir": str(args.data) if args.data else None, "epochs": args.epochs, "model": args.model,
         "image_size": args.image_size, "internal_size": args.internal_size, "batch_size": args.batch_size,
@@ -128,6 +126,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     start = time.monotonic()
     dataset, index = _load_split(confs, Path(confs.data_dir), progress=not args.quiet)
     run_dir = _run_dir(confs, args.run_dir)
+    from trainer.evaluate import assess
+    from trainer.export import keras_predict
+    from trainer.train import save_run, train_model
+
     result = train_model(confs, dataset, index, verbose=2 if args.quiet else 1, weights=args.weights)
     digest = split_digest(dataset, index)
     extra = {"classes": dataset.classes, "training_data_sha256": digest, "index": _index_summary(dataset, index, Path(confs.data_dir))}

@@ -34,19 +34,16 @@ class ModelSpec:
 
 
 def _preprocess(inputs: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
-    """Raw 0-255 RGB to what the backbone sees: masked, grey if asked, downsized, standardised."""
+    """Raw 0-255 RGB (any size) to what the backbone sees: grey if asked, downsized, standardised."""
     x = inputs
-    if spec.mask_scale_bar:
-        x = ScaleBarMask(name="scale_bar_mask")(x)
     if spec.grayscale:
         x = ToGray(name="to_gray")(x)
-    if spec.internal_size != spec.image_size:
-        factor = spec.image_size // spec.internal_size
-        if factor >= 2 and spec.image_size == factor * spec.internal_size:
-            # Average pooling is an exact area downscale and converts to every runtime.
-            x = layers.AveragePooling2D(pool_size=factor, name="downscale")(x)
-        else:
-            x = layers.Resizing(spec.internal_size, spec.internal_size, name="downscale")(x)
+    factor = spec.image_size // spec.internal_size
+    if factor >= 2 and spec.image_size == factor * spec.internal_size:
+        # Average pooling is an exact area downscale, works on crops, and converts to every runtime.
+        x = layers.AveragePooling2D(pool_size=factor, name="downscale")(x)
+    elif spec.internal_size != spec.image_size:
+        x = layers.Resizing(spec.internal_size, spec.internal_size, name="downscale")(x)
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(x)
     return ImageStandardize(name="standardize")(x)
 
@@ -87,21 +84,40 @@ def _application(x: keras.KerasTensor, spec: ModelSpec, weights: Path | None) ->
     return backbone(x)
 
 
-def build_model(spec: ModelSpec, weights: Path | None = None) -> keras.Model:
-    """Build the classifier taking (N, size, size, 3) float pixels 0-255 RGB, giving softmax."""
+def accepts_crops(spec: ModelSpec) -> bool:
+    """True when the core is fully convolutional at any input size (no fixed resize)."""
+    factor = spec.image_size // spec.internal_size
+    pooled = factor >= 2 and spec.image_size == factor * spec.internal_size
+    return spec.name == "small_cnn" and (pooled or spec.internal_size == spec.image_size)
+
+
+def build_core(spec: ModelSpec, weights: Path | None = None) -> keras.Model:
+    """Everything after the scale-bar mask; takes float 0-255 RGB of any size (crops while training)."""
     if spec.name not in MODELS:
         raise TrainerError(f"unknown model {spec.name!r}; choose one of {', '.join(MODELS)}")
     if weights is not None and not Path(weights).is_file():
         raise TrainerError(f"weights file not found: {weights}")
-    inputs = keras.Input(shape=(spec.image_size, spec.image_size, 3), name=INPUT_NAME)
+    fixed = spec.name != "small_cnn" or not accepts_crops(spec)
+    shape = (spec.image_size, spec.image_size, 3) if fixed else (None, None, 3)
+    inputs = keras.Input(shape=shape, name="pixels")
     x = _preprocess(inputs, spec)
-    if spec.name == "small_cnn":
-        x = _small_cnn(x, spec)
-    else:
-        x = _application(x, spec, weights)
+    x = _small_cnn(x, spec) if spec.name == "small_cnn" else _application(x, spec, weights)
     x = layers.Dropout(spec.dropout, name="dropout")(x)
     outputs = layers.Dense(spec.n_classes, activation="softmax", name=OUTPUT_NAME)(x)
-    model = keras.Model(inputs, outputs, name=spec.name)
+    return keras.Model(inputs, outputs, name="core")
+
+
+def wrap_core(core: keras.Model, spec: ModelSpec) -> keras.Model:
+    """The deployable model: named raw-pixel input, scale-bar mask, then the core."""
+    inputs = keras.Input(shape=(spec.image_size, spec.image_size, 3), name=INPUT_NAME)
+    x = ScaleBarMask(name="scale_bar_mask")(inputs) if spec.mask_scale_bar else inputs
+    return keras.Model(inputs, core(x), name=spec.name)
+
+
+def build_model(spec: ModelSpec, weights: Path | None = None) -> keras.Model:
+    """Build the classifier taking (N, size, size, 3) float pixels 0-255 RGB, giving softmax."""
+    core = build_core(spec, weights)
+    model = wrap_core(core, spec)
     if weights is not None and spec.name == "small_cnn":
         try:
             model.load_weights(weights)

@@ -138,16 +138,24 @@ def block_split(
     per_class_total: dict[str, int] = {}
     for i in keep:
         per_class_total[records[i].label] = per_class_total.get(records[i].label, 0) + 1
+    def majority(members: list[int]) -> str:
+        return max({records[i].label for i in members}, key=lambda c: sum(records[i].label == c for i in members))
+
+    n_components: dict[str, int] = {}
+    for comp in order:
+        n_components[majority(components[comp])] = n_components.get(majority(components[comp]), 0) + 1
     filled: dict[tuple[str, str], int] = {}
     assignment: dict[str, list[int]] = {name: [] for name in SPLITS}
     for comp in order:
         members = components[comp]
-        label = max({records[i].label for i in members}, key=lambda c: sum(records[i].label == c for i in members))
+        label = majority(members)
         total = per_class_total[label]
         targets = {"test": test_fraction * total, "validation": validation_fraction * total}
         chosen = "train"
         for name in ("test", "validation"):
-            if filled.get((label, name), 0) + len(members) / 2 <= targets[name]:
+            filled_now = filled.get((label, name), 0)
+            # Small classes still get one block in each held-out split when they have enough blocks.
+            if filled_now + len(members) / 2 <= targets[name] or (filled_now == 0 and n_components[label] >= 3):
                 chosen = name
                 break
         filled[(label, chosen)] = filled.get((label, chosen), 0) + len(members)

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from contracts.confs import TrainerConfs
 
-from trainer.augment import Augmenter
+from trainer.augment import Augmenter, mask_scale_bar
 from trainer.config import model_spec, save_resolved
 from trainer.data import ScannedDataset
 from trainer.split import SplitIndex
@@ -39,17 +39,32 @@ class AugmentedEpochs:
     """Yields augmented uint8 batches forever; the next epoch is prepared in a background thread."""
 
     def __init__(
-        self, images: np.ndarray, labels: np.ndarray, batch_size: int, augmenter: Augmenter, seed: int
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        augmenter: Augmenter,
+        seed: int,
+        crop: int = 0,
+        mask: bool = False,
     ) -> None:
         self.images, self.labels, self.batch_size = images, labels, batch_size
-        self.augmenter, self.seed = augmenter, seed
+        self.augmenter, self.seed, self.crop, self.mask = augmenter, seed, crop, mask
+        self.size = crop if 0 < crop < images.shape[1] else images.shape[1]
         self.steps = int(np.ceil(len(images) / batch_size))
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="augment")
 
     def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(len(self.images))
-        return self.augmenter.batch(self.images[order], rng), self.labels[order]
+        out = np.empty((len(order), self.size, self.size, 3), np.uint8)
+        for k, i in enumerate(order):
+            img = self.augmenter(self.images[i], rng)
+            # The mask goes on before cropping: the deployed model masks the full image's corner.
+            img = mask_scale_bar(img) if self.mask else img
+            top, left = (int(v) for v in rng.integers(0, img.shape[0] - self.size + 1, 2))
+            out[k] = img[top : top + self.size, left : left + self.size]
+        return out, self.labels[order]
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         epoch = 0
@@ -62,10 +77,10 @@ class AugmentedEpochs:
                 part = slice(i * self.batch_size, (i + 1) * self.batch_size)
                 yield images[part], labels[part]
 
-    def dataset(self, size: int) -> tf.data.Dataset:
+    def dataset(self) -> tf.data.Dataset:
         """A tf.data view of the batches, cast to float pixels 0-255."""
         spec = (
-            tf.TensorSpec((None, size, size, 3), tf.uint8),
+            tf.TensorSpec((None, self.size, self.size, 3), tf.uint8),
             tf.TensorSpec((None,), tf.int64),
         )
         ds = tf.data.Dataset.from_generator(lambda: iter(self), output_signature=spec)
@@ -121,15 +136,20 @@ def train_model(
     weights: Path | None = None,
 ) -> TrainResult:
     """Fit the configured model on the train split, validating on the validation split."""
-    from trainer.model import build_model
+    from trainer.model import accepts_crops, build_model
 
     keras.utils.set_random_seed(confs.seed)
     labels = dataset.labels
     train_idx, val_idx = index.split["train"], index.split["validation"]
     n_classes = len(dataset.classes)
-    model = build_model(model_spec(confs, n_classes), weights)
+    spec = model_spec(confs, n_classes)
+    full = build_model(spec, weights)
+    # The core (everything after the scale-bar mask) trains on masked crops; the wrapper is what ships.
+    model = full.get_layer("core")
+    crop = confs.train_crop if accepts_crops(spec) else 0
     batches = AugmentedEpochs(
-        dataset.images[train_idx], labels[train_idx], confs.batch_size, augmenter or Augmenter(), confs.seed
+        dataset.images[train_idx], labels[train_idx], confs.batch_size, augmenter or Augmenter(), confs.seed,
+        crop=crop, mask=spec.mask_scale_bar,
     )
     total_steps = confs.epochs * batches.steps
     warmup = min(batches.steps, max(total_steps // 10, 1))
@@ -143,10 +163,13 @@ def train_model(
     )
     budget, best = TimeBudget(confs.max_train_minutes * 60), BestWeights()
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=confs.patience)
-    validation = (dataset.images[val_idx].astype(np.float32), labels[val_idx])
+    val_images = dataset.images[val_idx]
+    if spec.mask_scale_bar:
+        val_images = np.stack([mask_scale_bar(img) for img in val_images]) if len(val_images) else val_images
+    validation = (val_images.astype(np.float32), labels[val_idx])
     start = time.monotonic()
     history = model.fit(
-        batches.dataset(dataset.images.shape[1]),
+        batches.dataset(),
         steps_per_epoch=batches.steps,
         epochs=confs.epochs,
         validation_data=validation,
@@ -158,7 +181,7 @@ def train_model(
     stopped_by = "time budget" if budget.hit else "early stopping" if stopper.stopped_epoch else "epochs"
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     log.info("trained %d epochs in %.0f s (best epoch %d, stopped by %s)", len(hist.get("loss", [])), seconds, best.best_epoch + 1, stopped_by)
-    return TrainResult(model, hist, seconds, best.best_epoch + 1, stopped_by)
+    return TrainResult(full, hist, seconds, best.best_epoch + 1, stopped_by)
 
 
 def save_run(run_dir: Path, confs: TrainerConfs, result: TrainResult, extra: dict[str, Any]) -> None:

@@ -1,0 +1,92 @@
+"""One quick run through train, export, package and evaluate on synthetic data."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from contracts.model_package import PackageError, generate_private_key, parse_public_key, read_manifest, unpack_package
+
+from trainer.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory: pytest.TempPathFactory, synthetic_data: Path, confs_writer) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    """Trust a fresh key, train 3 tiny epochs, and package the run."""
+    work = tmp_path_factory.mktemp("pipeline")
+    confs = confs_writer(work / "confs.json", synthetic_data, work, epochs=3, train_crop=48)
+    assert main(["--confs", str(confs), "keys", "--trust"]) == 0
+    assert main(["--confs", str(confs), "train", "--quiet"]) == 0
+    run = work / "runs" / "latest"
+    assert main(["--confs", str(confs), "package", "--run", str(run), "--version", "0.1.0"]) == 0
+    return {"work": work, "confs": confs, "run": run.resolve(), "package": work / "models" / "all-small-cnn-0.1.0.tar.gz"}
+
+
+def _trusted(confs: Path) -> list:  # type: ignore[type-arg]
+    return [parse_public_key(k) for k in json.loads(confs.read_text())["ota"]["trusted_public_keys"]]
+
+
+def test_training_run_keeps_config_history_and_report(released: dict) -> None:  # type: ignore[type-arg]
+    run = released["run"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["trainer"]["epochs"] == 3 and config["classes"] == ["Alpha", "Beta", "Gamma"]
+    history = json.loads((run / "history.json").read_text())
+    assert 1 <= len(history["history"]["loss"]) <= 3 and "val_loss" in history["history"]
+    metrics = json.loads((run / "report" / "metrics.json").read_text())
+    assert {"test", "colour_baseline", "robustness"} <= set(metrics)
+    assert {"clean", "grayscale", "jpeg q50", "hue +15"} <= set(metrics["robustness"])
+    assert (run / "report" / "report.md").is_file() and (run / "report" / "confusion_cnn.png").is_file()
+
+
+def test_export_agrees_with_keras(released: dict) -> None:  # type: ignore[type-arg]
+    export = json.loads((released["run"] / "export.json").read_text())
+    assert export["fp16_vs_keras"]["labels_agree"] is True
+    assert export["fp16_vs_keras"]["max_abs_diff"] < 1e-2
+
+
+def test_package_is_signed_and_tampering_is_refused(released: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    manifest = read_manifest(released["package"], _trusted(released["confs"]))
+    assert manifest.classes == ["Alpha", "Beta", "Gamma"] and manifest.input.dtype == "uint8"
+    assert manifest.input.shape == [1, 64, 64, 3] and {"model.xml", "model.bin", "selftest.npz"} <= set(manifest.files)
+    with pytest.raises(PackageError):
+        read_manifest(released["package"], [generate_private_key().public_key()])
+    tampered = tmp_path / "tampered.tar.gz"
+    with tarfile.open(released["package"]) as src, tarfile.open(tampered, "w:gz") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name == "model.bin":
+                data = data[:-4] + b"\0\0\0\1"
+            member.size = len(data)
+            import io
+
+            dst.addfile(member, io.BytesIO(data))
+    with pytest.raises(PackageError):
+        read_manifest(tampered, _trusted(released["confs"]))
+
+
+def test_openvino_reproduces_the_selftest_set(released: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    from trainer.ov_classifier import OpenVinoClassifier
+    from trainer.package import run_selftest
+
+    manifest = unpack_package(released["package"], tmp_path / "pkg", _trusted(released["confs"]))
+    with np.load(tmp_path / "pkg" / "selftest.npz") as data:
+        assert data["inputs"].dtype == np.uint8 and data["inputs"].shape[1:] == (64, 64, 3)
+        assert data["outputs"].shape == (len(data["inputs"]), 3)
+    classifier = OpenVinoClassifier(tmp_path / "pkg" / manifest.model_xml)
+    assert run_selftest(classifier, tmp_path / "pkg" / "selftest.npz", manifest.selftest.atol) <= manifest.selftest.atol
+
+
+def test_evaluate_json_reports_the_documented_keys(released: dict, synthetic_data: Path, capsys) -> None:  # type: ignore[no-untyped-def,type-arg]
+    capsys.readouterr()
+    args = ["--confs", str(released["confs"]), "evaluate", "--package", str(released["package"]), "--data", str(synthetic_data), "--json"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"accuracy", "macro_recall", "per_class", "confusion_matrix", "labels", "n_images", "ms_per_image"} <= set(result)
+    assert result["n_images"] == 90 and result["labels"] == ["Alpha", "Beta", "Gamma"]
+    assert set(result["per_class"]["Beta"]) == {"precision", "recall", "f1", "support"}
+    assert np.array(result["confusion_matrix"]).sum() == 90
+    assert main([*args[:-1], "--split", "test"]) == 0
+    assert "accuracy" in capsys.readouterr().out
