@@ -264,7 +264,7 @@ def _explain_rejection(data: bytes | bytearray | str, channel: Channel | None) -
     if not isinstance(raw, dict):
         return f"payload must be a JSON object, not {type(raw).__name__}"
     schema = raw.get("schema")
-    if schema not in SUPPORTED_SCHEMAS or isinstance(schema, bool):
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema not in SUPPORTED_SCHEMAS:
         return f"unsupported schema version {schema!r} (supported: {sorted(SUPPORTED_SCHEMAS)})"
     if channel is not None:
         wanted = CHANNEL_TYPES[Channel(channel)].model_fields["type"].default
