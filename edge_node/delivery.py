@@ -1,4 +1,4 @@
-"""Drains the outbox through the MQTT link in order, deleting each message only when its PUBACK arrives."""
+"""Drains the outbox through the MQTT link in order, marking each message delivered only when its PUBACK arrives."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ class OutboxSender:
 
     While the link is down nothing new is handed to paho; paho itself resends what was in flight when
     the connection returns, and anything still unacknowledged `resend_after_s` after a reconnect is
-    published again (the consumer drops duplicates by message_id).
+    published again (the consumer drops duplicates by message_id). After every (re)connect, what the
+    broker acknowledged within the outbox's replay window before the link went down is published again:
+    a broker killed before its next autosave has lost those messages.
     """
 
     def __init__(self, outbox: Outbox, link: MqttLink, window: int = 100, resend_after_s: float = 15.0) -> None:
@@ -41,11 +43,15 @@ class OutboxSender:
         self._early_acks: dict[int, tuple[bool, float]] = {}
         self._acked: list[int] = []
         self._cursor = 0
+        self._link_lost_at: float | None = None
+        self._replay_due = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="outbox-sender", daemon=True)
         self.delivered = 0
         self.refused = 0
+        self.replayed = 0
         link.add_ack_listener(self._on_ack)
+        link.add_connection_listener(self._on_connection)
 
     def start(self) -> None:
         """Start draining."""
@@ -84,6 +90,14 @@ class OutboxSender:
             self._record_ack(entry.seq, accepted, reason)
         self._outbox.wake()
 
+    def _on_connection(self, connected: bool) -> None:
+        """Note when the link went down; after it comes back, replay what the broker may have lost."""
+        if connected:
+            self._replay_due.set()
+            self._outbox.wake()
+        else:
+            self._link_lost_at = time.time()
+
     def _record_ack(self, seq: int, accepted: bool, reason: str) -> None:
         """Queue seq for deletion; caller holds the lock."""
         self._acked.append(seq)
@@ -99,6 +113,8 @@ class OutboxSender:
             try:
                 self._delete_acked()
                 if self._link.is_connected():
+                    if self._replay_due.is_set():
+                        self._replay_delivered()
                     self._resend_stale()
                     self._publish_next()
             except Exception:
@@ -112,17 +128,26 @@ class OutboxSender:
             acked, self._acked = self._acked, []
             now = time.monotonic()
             self._early_acks = {m: v for m, v in self._early_acks.items() if now - v[1] < _EARLY_ACK_TTL_S}
-        if acked:
-            self._outbox.delete(acked)
+        if not acked:
+            return
+        try:
+            self._outbox.mark_delivered(acked)
+        except Exception:
+            with self._lock:  # e.g. a full disk: keep them to mark on a later pass
+                self._acked[:0] = acked
+            raise
 
     def _publish_next(self) -> None:
         with self._lock:
             room = self._window - len(self._in_flight)
+            flying = {entry.seq for entry in self._in_flight.values()}
         if room <= 0:
             return
-        for item in self._outbox.pending(after_seq=self._cursor, limit=room):
-            if not self._publish(item):
-                return
+        for item in self._outbox.pending(after_seq=self._cursor, limit=room + len(flying)):
+            if item.seq not in flying:  # paho resends those itself
+                if room <= 0 or not self._publish(item):
+                    return
+                room -= 1
             self._cursor = item.seq
 
     def _publish(self, item: OutboxItem) -> bool:
@@ -138,6 +163,17 @@ class OutboxSender:
             else:
                 self._in_flight[info.mid] = _InFlight(item.seq, time.monotonic())
         return True
+
+    def _replay_delivered(self) -> None:
+        """Publish again what was acknowledged within the replay window before the link was lost."""
+        self._replay_due.clear()
+        lost_at = self._link_lost_at or time.time()
+        seqs = self._outbox.requeue_delivered(lost_at - self._outbox.replay_window_s)
+        if not seqs:
+            return
+        logger.info("replaying %d results the broker acknowledged shortly before the link was lost", len(seqs))
+        self.replayed += len(seqs)
+        self._cursor = min(self._cursor, seqs[0] - 1)  # _publish_next sends them again, in order
 
     def _resend_stale(self) -> None:
         """Publish again what stayed unacknowledged long after the latest (re)connect."""

@@ -1,4 +1,10 @@
-"""Durable outbox: results are written to SQLite before they are published and deleted only on PUBACK."""
+"""Durable outbox: results are written to SQLite before they are published and leave it only on PUBACK.
+
+A PUBACK only says the broker holds the message in memory: Mosquitto writes its queues to disk every
+`autosave_interval` (60 s by default), so a broker that is SIGKILLed loses what it acknowledged since
+its last save. Acknowledged messages therefore move to a `delivered` table for `replay_window_s` and
+are sent again after a reconnect (the dashboard drops repeats by message_id).
+"""
 
 from __future__ import annotations
 
@@ -19,8 +25,18 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload BLOB NOT NULL,
     qos INTEGER NOT NULL,
     created REAL NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS delivered (
+    seq INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    created REAL NOT NULL,
+    delivered_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS delivered_at ON delivered (delivered_at);
 """
+DEFAULT_REPLAY_WINDOW_S = 75.0  # longer than Mosquitto's default autosave_interval of 60 s
 
 
 @dataclass(frozen=True)
@@ -36,18 +52,25 @@ class OutboxItem:
 class Outbox:
     """A bounded SQLite queue (WAL, synchronous=FULL) shared safely between threads."""
 
-    def __init__(self, path: Path, limit: int, on_overflow: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        limit: int,
+        on_overflow: Callable[[int], None] | None = None,
+        replay_window_s: float = DEFAULT_REPLAY_WINDOW_S,
+    ) -> None:
         if limit < 1:
             raise ValueError(f"outbox limit must be at least 1, not {limit}")
         self.path = Path(path)
         self.limit = limit
+        self.replay_window_s = replay_window_s
         self.on_overflow = on_overflow
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
         self._depth = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         self.dropped_total = 0
         self._wakeup = threading.Event()
@@ -69,7 +92,7 @@ class Outbox:
                     ).rowcount
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
             self._depth += 1 - dropped
             self.dropped_total += dropped
@@ -110,10 +133,64 @@ class Outbox:
                 removed = sum(self._db.execute("DELETE FROM outbox WHERE seq = ?", key).rowcount for key in keys)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
             self._depth -= removed
         return removed
+
+    def mark_delivered(self, seqs: Iterable[int], now: float | None = None) -> int:
+        """Move acknowledged messages to `delivered` and forget deliveries older than the replay window."""
+        now = time.time() if now is None else now
+        keys = [(int(seq),) for seq in seqs]
+        if not keys:
+            return 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO delivered (seq, topic, payload, qos, created, delivered_at) "
+                    "SELECT seq, topic, payload, qos, created, ? FROM outbox WHERE seq = ?",
+                    [(now, key[0]) for key in keys],
+                )
+                moved = sum(self._db.execute("DELETE FROM outbox WHERE seq = ?", key).rowcount for key in keys)
+                self._db.execute("DELETE FROM delivered WHERE delivered_at < ?", (now - self.replay_window_s,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            self._depth -= moved
+        return moved
+
+    def requeue_delivered(self, since: float) -> list[int]:
+        """Put messages delivered at or after since back in the outbox (to replay them); returns their seqs."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                seqs = [
+                    int(row[0])
+                    for row in self._db.execute(
+                        "SELECT seq FROM delivered WHERE delivered_at >= ? ORDER BY seq", (since,)
+                    )
+                ]
+                self._db.execute(
+                    "INSERT OR IGNORE INTO outbox (seq, topic, payload, qos, created) "
+                    "SELECT seq, topic, payload, qos, created FROM delivered WHERE delivered_at >= ?",
+                    (since,),
+                )
+                self._db.execute("DELETE FROM delivered WHERE delivered_at >= ?", (since,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            self._depth += len(seqs)
+        if seqs:
+            self._wakeup.set()
+        return seqs
+
+    def _rollback(self) -> None:
+        """Roll back, tolerating SQLite having done so itself (a full disk can end the transaction)."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     def depth(self) -> int:
         """How many messages wait for an acknowledgement."""
