@@ -118,11 +118,11 @@ class AugmentConfig:
     max_rotation: float = 180.0
     p_blur: float = 0.2
     blur_sigma: tuple[float, float] = (0.3, 1.2)
-    p_equalize: float = 0.05
-    p_grayscale: float = 0.2
+    p_equalize: float = 0.03
+    p_grayscale: float = 0.12
     p_color: float = 0.9
-    hue_degrees: float = 25.0
-    saturation: tuple[float, float] = (0.45, 1.6)
+    hue_degrees: float = 20.0
+    saturation: tuple[float, float] = (0.5, 1.5)
     brightness: tuple[float, float] = (0.75, 1.25)
     contrast: tuple[float, float] = (0.7, 1.3)
     stain_gain: float = 0.1

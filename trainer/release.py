@@ -122,6 +122,7 @@ def package_run(
         "internal_size": confs.internal_size,
         "standardize": "per image",
         "weights": "int8" if use_int8 else "fp16",
+        "architecture": {"model": confs.model, "width": confs.width},
     }
     key = ensure_signing_key(Path(confs.signing_key))
     out = package_path(target_dir, name, version)

@@ -1,0 +1,49 @@
+"""Checks on the real dataset and the released package; skipped when ../shared is absent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+REAL_DATA = REPO.parent / "shared" / "datasets" / "all-aria"
+RELEASED = REPO / "models" / "all-small-cnn-1.0.0.tar.gz"
+
+pytestmark = [
+    pytest.mark.realdata,
+    pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"real dataset not present at {REAL_DATA}"),
+]
+
+
+def test_real_index_finds_the_known_duplicates_and_keeps_groups_in_one_split() -> None:
+    from trainer.data import scan_dataset
+    from trainer.split import block_split
+
+    dataset = scan_dataset(REAL_DATA)
+    assert len(dataset.records) == 2871 and not dataset.skipped
+    index = block_split(dataset, 0.15, 0.15, 20, seed=42)
+    assert len(index.duplicates) == 40
+    assert all(dataset.records[a].label == "Pro" for a, _ in index.duplicates)
+    where = {int(i): name for name, idx in index.split.items() for i in idx}
+    assert all(len({where[i] for i in group}) == 1 for group in index.groups)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not RELEASED.is_file(), reason=f"no released package at {RELEASED}")
+def test_released_package_meets_the_targets_on_the_block_test_split(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("evaluate", "--package", str(RELEASED), "--data", str(REAL_DATA), "--split", "test", "--json", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert metrics["n_images"] > 300
+    assert metrics["accuracy"] >= 0.99
+    assert metrics["per_class"]["Benign"]["recall"] >= 0.97
+
+
+@pytest.mark.skipif(not RELEASED.is_file(), reason=f"no released package at {RELEASED}")
+def test_released_report_shows_the_cnn_ahead_of_the_colour_baseline_under_every_shift() -> None:
+    metrics = json.loads((RELEASED.parent / RELEASED.name.replace(".tar.gz", "") / "metrics.json").read_text())
+    for condition, scores in metrics["robustness"].items():
+        if condition != "clean":
+            assert scores["CNN"] > scores["colour baseline"], condition
