@@ -53,6 +53,15 @@ class _Inbound:
     payload: bytes
 
 
+def _validate_safely(item: _Inbound) -> Accepted | Rejection:
+    """validate(), but a bug it trips over rejects that one message instead of stopping ingest."""
+    try:
+        return validate(item.topic, item.payload)
+    except Exception as exc:
+        logger.exception("validating a message on %s failed unexpectedly", item.topic)
+        return Rejection("invalid", item.topic, f"validation failed: {type(exc).__name__}")
+
+
 class IngestWorker:
     """Acknowledges each QoS 1 message only after the transaction holding it commits."""
 
@@ -60,7 +69,8 @@ class IngestWorker:
         self.settings = settings
         self.writer = writer
         self.tick = tick
-        self.inbox: queue.Queue[_Inbound] = queue.Queue()
+        # SimpleQueue: put/get in C, a few times cheaper per message than Queue at thousands per second.
+        self.inbox: queue.SimpleQueue[_Inbound] = queue.SimpleQueue()
         self.stopping = threading.Event()
         self.connected = threading.Event()
         self.generation = 0
@@ -121,9 +131,16 @@ class IngestWorker:
             return batch
         deadline = time.monotonic() + self.settings.flush_interval_s
         while len(batch) < self.settings.batch_size:
-            remaining = deadline - time.monotonic()
             try:
-                batch.append(self.inbox.get(timeout=remaining) if remaining > 0 else self.inbox.get_nowait())
+                batch.append(self.inbox.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self.inbox.get(timeout=remaining))
             except queue.Empty:
                 break
         return batch
@@ -133,8 +150,11 @@ class IngestWorker:
         accepted: list[Accepted] = []
         rejected: list[Rejection] = []
         for item in batch:
-            outcome = validate(item.topic, item.payload)
-            (accepted if isinstance(outcome, Accepted) else rejected).append(outcome)  # type: ignore[arg-type]
+            outcome = _validate_safely(item)
+            if isinstance(outcome, Accepted):
+                accepted.append(outcome)
+            else:
+                rejected.append(outcome)
         delay = 0.1
         while True:
             try:

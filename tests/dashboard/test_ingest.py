@@ -48,7 +48,8 @@ def test_bad_payloads_are_counted_and_skipped(broker, database, run_ingest, payl
     raw = json.loads(payloads.to_bytes(good))
     bad = {
         "malformed": [b"{not json", b"\xff\xfe", b"[1, 2]"],
-        "unknown_schema": [json.dumps(raw | {"schema": 99}).encode(), json.dumps({k: v for k, v in raw.items() if k != "schema"}).encode()],
+        "unknown_schema": [json.dumps(raw | {"schema": 99}).encode(), json.dumps({k: v for k, v in raw.items() if k != "schema"}).encode(),
+                           json.dumps(raw | {"schema": [1]}).encode(), json.dumps(raw | {"schema": {"v": 1}}).encode()],
         "invalid": [json.dumps(raw | {"confidence": 7}).encode(), json.dumps(raw | {"type": "life"}).encode(),
                     json.dumps(raw | {"sample_id": "../../etc/passwd"}).encode()],
         "wrong_device": [payloads.to_bytes(payloads.sensors("devB", 2))],
