@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import sys
-import time
+import threading
 from pathlib import Path
 from types import FrameType
 
@@ -72,18 +72,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     worker = IngestWorker(settings, BatchWriter(db))
     engine = None if args.no_engine else RolloutEngine(db, MqttCommandPublisher(worker.client, app_id), confs.dashboard.public_url)
-    rules, next_alerts = AlertRules(), [0.0]
+    rules = AlertRules()
+    worker.tick = engine.tick if engine is not None else None
 
-    def tick() -> None:
-        """Rollouts every tick; alert rules every ALERTS_EVERY_S."""
-        if engine is not None:
-            engine.tick()
-        if time.monotonic() >= next_alerts[0]:
-            next_alerts[0] = time.monotonic() + ALERTS_EVERY_S
-            with db.session() as session:
-                alerts.evaluate(session, rules)
+    def evaluate_alerts() -> None:
+        """Evaluate the alert rules every ALERTS_EVERY_S until the worker stops."""
+        # Own thread: with 600 nodes one pass takes about a second, and storing must not wait for it.
+        while True:
+            try:
+                with db.session() as session:
+                    alerts.evaluate(session, rules)
+            except Exception:
+                logger.exception("alert evaluation failed; trying again in %.0f s", ALERTS_EVERY_S)
+            if worker.stopping.wait(ALERTS_EVERY_S):
+                return
 
-    worker.tick = tick
+    alert_thread = threading.Thread(target=evaluate_alerts, name="alerts", daemon=True)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         worker.stopping.set()
@@ -91,11 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     worker.start()
+    alert_thread.start()
     logger.info("ingest %s running against %s", settings.client_id, db.engine.url.render_as_string(hide_password=True))
     try:
         worker.run()
     finally:
         worker.stop()
+        alert_thread.join(30)
         db.dispose()
         logger.info("ingest stopped: %d stored, %d duplicates, %d rejected",
                     worker.totals.stored, worker.totals.duplicates, worker.totals.rejected)
