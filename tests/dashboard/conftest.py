@@ -20,6 +20,7 @@ from dashboard.db import Database
 from dashboard.migrations import upgrade_database
 from dashboard.models import User
 from dashboard.services import users
+from support.web_seed import sign_in
 
 REPO = Path(__file__).resolve().parents[2]
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=2"
@@ -94,27 +95,24 @@ def viewer_user(db: Database) -> tuple[User, str]:
         return users.create_user(session, "victor", "viewer")
 
 
-def log_in(app: Flask, client: FlaskClient, user: User) -> FlaskClient:
-    """Put user in client's session the way Flask-Login does, without going through the login page."""
-    with app.test_request_context():
-        identifier = app.login_manager._session_identifier_generator()  # type: ignore[attr-defined]
-    with client.session_transaction() as session:
-        session["_user_id"] = user.get_id()
-        session["_fresh"] = True
-        session["_id"] = identifier
+def log_in(client: FlaskClient, username: str, password: str) -> FlaskClient:
+    """Sign in through the real login form (with its CSRF token) and check that pages now answer."""
+    sign_in(client, username, password)
+    page = client.get("/")
+    assert page.status_code == 200, f"{username} is not signed in: / answered {page.status_code}"
     return client
 
 
 @pytest.fixture
 def logged_in_admin(app: Flask, admin_user: tuple[User, str]) -> FlaskClient:
-    """A client with the admin logged in."""
-    return log_in(app, app.test_client(), admin_user[0])
+    """A client with the admin signed in."""
+    return log_in(app.test_client(), admin_user[0].username, admin_user[1])
 
 
 @pytest.fixture
 def logged_in_viewer(app: Flask, viewer_user: tuple[User, str]) -> FlaskClient:
-    """A client with the viewer logged in."""
-    return log_in(app, app.test_client(), viewer_user[0])
+    """A client with the viewer signed in."""
+    return log_in(app.test_client(), viewer_user[0].username, viewer_user[1])
 
 
 @pytest.fixture(scope="session")

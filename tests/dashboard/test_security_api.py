@@ -61,3 +61,11 @@ def test_hostile_strings_in_stored_fields_come_back_verbatim_as_json(client, db,
     assert r.mimetype == "application/json" and r.json["alerts"][0]["message"] == text
     # Served as JSON that browsers may not sniff into HTML, so the markup stays data.
     assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_signed_in_fixtures_hold_a_working_session(logged_in_admin, logged_in_viewer) -> None:
+    assert logged_in_admin.get("/").status_code == 200
+    assert logged_in_viewer.get("/").status_code == 200
+    # The roles differ: only the admin may open the new-rollout form.
+    assert logged_in_admin.get("/rollouts/new").status_code == 200
+    assert logged_in_viewer.get("/rollouts/new").status_code == 403
