@@ -50,11 +50,16 @@ def raise_event_alert(session: Session, device_id: str | None, kind: str, severi
     return alert
 
 
-def _set_condition(session: Session, device_id: str, kind: str, active: bool, message: str, now: datetime) -> None:
-    """Open or refresh the alert while a condition holds; resolve it when it clears."""
-    alert = session.scalar(
+def _unresolved(session: Session, device_id: str, kind: str) -> Alert | None:
+    """The condition alert of this kind still standing for this device (acknowledged or not)."""
+    return session.scalar(
         select(Alert).where(Alert.device_id == device_id, Alert.kind == kind, Alert.resolved_at.is_(None))
     )
+
+
+def _set_condition(session: Session, device_id: str, kind: str, active: bool, message: str, now: datetime) -> None:
+    """Open or refresh the alert while a condition holds; resolve it when it clears."""
+    alert = _unresolved(session, device_id, kind)
     if active and alert is None:
         session.add(Alert(device_id=device_id, kind=kind, severity="warning", message=message, created_at=now, updated_at=now))
         logger.warning("alert %s on %s: %s", kind, device_id, message)
@@ -97,9 +102,13 @@ def evaluate(session: Session, rules: AlertRules, now: datetime | None = None) -
         enough = recent is not None and session.scalar(
             select(Classification.id).where(Classification.device_id == device.id).offset(rules.uncertain_min_results - 1).limit(1)
         ) is not None
-        rising = enough and recent is not None and recent > rules.uncertain_share and (previous is None or recent > previous)
+        high = enough and recent is not None and recent > rules.uncertain_share
+        rising = high and (previous is None or recent > previous)
+        # Raised when the share rises past the limit; held while it stays above it, even once it
+        # stops rising, so a plateau neither resolves nor re-raises the alert on every evaluation.
+        held = high and _unresolved(session, device.id, "uncertain_share") is not None
         _set_condition(
-            session, device.id, "uncertain_share", bool(rising),
+            session, device.id, "uncertain_share", bool(rising or held),
             f"{(recent or 0):.0%} of recent results uncertain (before: {'-' if previous is None else f'{previous:.0%}'})", now,
         )
 
