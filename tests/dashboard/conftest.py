@@ -47,6 +47,12 @@ def signing_key() -> Ed25519PrivateKey:
 
 
 @pytest.fixture
+def confs_maker() -> Callable[..., Confs]:
+    """make_confs, for tests needing confs of their own (the public URL of a real server)."""
+    return make_confs
+
+
+@pytest.fixture
 def confs(tmp_path: Path, signing_key: Ed25519PrivateKey) -> Confs:
     """Confs with a temporary SQLite database, package dir and secret key file."""
     return make_confs(tmp_path, [public_key_text(signing_key)])
