@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS delivered (
 CREATE INDEX IF NOT EXISTS delivered_at ON delivered (delivered_at);
 """
 DEFAULT_REPLAY_WINDOW_S = 75.0  # longer than Mosquitto's default autosave_interval of 60 s
+WAL_CHECKPOINT_PAGES = 64
+WAL_SIZE_LIMIT_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,10 @@ class Outbox:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        # Checkpoint small and give the WAL's space back: with SQLite's default of 1000 pages (4 MB) the WAL
+        # alone can fill a small disk, after which no checkpoint can run and the outbox never writes again.
+        self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
         self._db.executescript(_SCHEMA)
         self._depth = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         self.dropped_total = 0

@@ -246,7 +246,7 @@ class FaultStack:
     def logs(self) -> str:
         """The tails of the ingest's and every node's logs."""
         parts = [f"--- ingest\n{_tail(self.ingest_log)}"]
-        parts += [f"--- {node.confs_path.parent.name}\n{node.log()[-3000:]}" for node in self.nodes]
+        parts += [f"--- {node.confs_path.parent.name} ({_exit(node)})\n{node.log()[-3000:]}" for node in self.nodes]
         return "\n".join(parts)
 
     def close(self) -> None:
@@ -262,6 +262,12 @@ def _state(payload: bytes) -> NodeState | None:
     except Exception:  # noqa: BLE001 - anything unparsable is simply not a state
         return None
     return message.state if isinstance(message, StatusMessage) else None
+
+
+def _exit(node: NodeProcess) -> str:
+    """Whether a node process runs, or how it ended (a negative code is the signal that killed it)."""
+    code = node.process.poll() if node.process is not None else None
+    return "running" if code is None else f"exited with {code}"
 
 
 def _tail(path: Path, chars: int = 3000) -> str:

@@ -12,6 +12,7 @@ import pytest
 
 from broker_harness import publish_and_wait
 from contracts.messages import StatusMessage, UpdateMessage, from_bytes, to_bytes
+from edge_node.outbox import Outbox
 from faults.stack import FaultStack, ImageFeed, Scale, wait_until
 from tests.edge_node.node_harness import TOKEN
 from tests.edge_node.ota_support import PackageServer, make_slow_package, update_command
@@ -124,3 +125,15 @@ def test_full_disk_under_the_outbox(fault_stack: FaultStack, packages, scale: Sc
     feed.feed(node.inbox, scale.images - 2 * third)
     finish(fault_stack, feed, "outbox_disk_full", record)
     assert fault_stack.stored(during) == len(during) and node.alive()
+
+
+def test_the_outbox_keeps_writing_on_a_small_disk(small_disk: Path) -> None:
+    """Regression: with SQLite's default 4 MB auto-checkpoint the WAL alone filled a 2 MB disk for good."""
+    outbox = Outbox(small_disk / "outbox.db", limit=1000)
+    try:
+        for n in range(1500):
+            seq = outbox.put("t", b"x" * 600)
+            assert outbox.mark_delivered([seq], now=float(n)) == 1
+        assert (small_disk / "outbox.db-wal").stat().st_size <= 1024 * 1024
+    finally:
+        outbox.close()
