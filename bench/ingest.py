@@ -1,19 +1,25 @@
 """Ingest throughput through the real broker into SQLite: batched transactions vs a commit per message.
 
-Messages are queued by Mosquitto for the ingest's persistent session while it is away (published by
-several processes), then ingest connects and drains them; the figure is messages stored per second
-from connect until the last one is committed. Ends with one JSON line.
+Messages are queued by Mosquitto for the ingest workers' persistent sessions while they are away
+(published by several processes), then the workers connect and drain them; the figure is messages
+committed per second from connect until the last one is in the database. The ingest runs in its
+own process, as `python -m dashboard.ingest` does; `--workers N` runs N of them in one MQTT 5 shared
+subscription group for both modes, so the ratio compares like with like. Ends with one JSON line.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing
+import os
 import sys
 import tempfile
 import threading
 import time
+from multiprocessing.synchronize import Event
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
@@ -54,68 +60,118 @@ def publish(host: str, port: int, device: str, password: str, topic: str, count:
     client.loop_stop()
 
 
-def run_mode(broker, db_url: str, total: int, batch_size: int, flush_s: float, client_id: str) -> tuple[float, int, int]:
-    """Queue total messages for a persistent session, then time ingest draining them; returns (rate, sent, stored)."""
+def drain(settings: IngestSettings, db_url: str, ready: Event, go: Event, done: Event, cpu: Any, progress: Any) -> None:
+    """Ingest worker process: connect on go, store until done (sharing its count), stop, report its CPU seconds."""
+    database = Database(db_url)
+    worker = IngestWorker(settings, BatchWriter(database))
+    ready.set()
+    go.wait()
+    started = time.process_time()
+    worker.start()
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    while not done.wait(0.01):
+        progress.value = worker.totals.stored + worker.totals.duplicates
+    worker.stopping.set()
+    thread.join(10)
+    worker.stop()
+    cpu.put(time.process_time() - started)
+    database.dispose()
+
+
+def stored_count(database: Database) -> int:
+    """Distinct results committed so far."""
+    with database.session(readonly=True) as session:
+        return int(session.scalar(select(func.count(func.distinct(Classification.message_id)))) or 0)
+
+
+def run_mode(broker: Any, db_url: str, total: int, batch_size: int, flush_s: float, name: str,
+             workers: int) -> tuple[float, int, int, float]:
+    """Queue total messages for the workers' persistent sessions, then time their draining.
+
+    Returns (rate, sent, stored, CPU microseconds the ingest processes spent per stored message).
+    """
     database = Database(db_url)
     upgrade_database(database.engine)
-    settings = IngestSettings(host=broker.host, port=broker.port, username=broker.dashboard_user,
-                              password=broker.credentials[broker.dashboard_user], location=broker.location,
-                              app_id=broker.dashboard_app, client_id=client_id, batch_size=batch_size,
-                              flush_interval_s=flush_s)
-    first = IngestWorker(settings, BatchWriter(database))  # makes the persistent session and its subscriptions
-    first.start()
-    first.connected.wait(10)
-    time.sleep(0.5)
-    first.client.disconnect()
-    first.client.loop_stop()
+    group = name if workers > 1 else None
+    settings = [IngestSettings(host=broker.host, port=broker.port, username=broker.dashboard_user,
+                               password=broker.credentials[broker.dashboard_user], location=broker.location,
+                               app_id=broker.dashboard_app, client_id=f"{name}-{n}", shared_group=group,
+                               batch_size=batch_size, flush_interval_s=flush_s) for n in range(workers)]
+    for each in settings:  # make the persistent sessions and their subscriptions
+        first = IngestWorker(each, BatchWriter(database))
+        first.start()
+        first.connected.wait(10)
+        time.sleep(0.3)
+        first.stopping.set()
+        first.client.disconnect()
+        first.client.loop_stop()
     per_device = total // len(DEVICES)
-    procs = [multiprocessing.Process(target=publish, args=(broker.host, broker.port, d, broker.credentials[d],
-                                                           broker.topic(d, "Sensors"), per_device, 0)) for d in DEVICES]
-    for proc in procs:
+    publishers = [multiprocessing.Process(target=publish, args=(broker.host, broker.port, d, broker.credentials[d],
+                                                                broker.topic(d, "Sensors"), per_device, 0)) for d in DEVICES]
+    for proc in publishers:
         proc.start()
-    for proc in procs:
+    for proc in publishers:
         proc.join()
         if proc.exitcode != 0:
             raise RuntimeError(f"publisher {proc.name} failed with exit code {proc.exitcode}")
     sent = per_device * len(DEVICES)
-    worker = IngestWorker(settings, BatchWriter(database))
+    spawn = multiprocessing.get_context("spawn")
+    go, done, cpu = spawn.Event(), spawn.Event(), spawn.Queue()
+    ready = [spawn.Event() for _ in settings]
+    progress = [spawn.Value("q", 0, lock=False) for _ in settings]
+    procs = [spawn.Process(target=drain, args=(each, db_url, flag, go, done, cpu, count))
+             for each, flag, count in zip(settings, ready, progress)]
+    for proc in procs:
+        proc.start()
+    for flag in ready:
+        if not flag.wait(60):
+            raise RuntimeError("an ingest worker process did not start")
     started = time.perf_counter()
-    worker.start()
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
+    go.set()
     deadline = time.monotonic() + 300
-    while worker.totals.stored + worker.totals.duplicates < sent and time.monotonic() < deadline:
+    # The workers share their committed counts: polling the database would compete with them for CPU.
+    while sum(count.value for count in progress) < sent and time.monotonic() < deadline:
         time.sleep(0.005)
     elapsed = time.perf_counter() - started
-    worker.stopping.set()
-    thread.join(10)
-    worker.stop()
-    with database.session(readonly=True) as session:
-        stored = int(session.scalar(select(func.count(func.distinct(Classification.message_id)))) or 0)
+    done.set()
+    cpu_s = sum(cpu.get(timeout=60) for _ in procs)
+    for proc in procs:
+        proc.join(30)
+    stored = stored_count(database)
     database.dispose()
-    return worker.totals.stored / elapsed, sent, stored
+    return stored / elapsed, sent, stored, cpu_s / max(stored, 1) * 1e6
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run both modes on one broker and print figures plus the JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=1,
+                        help="ingest processes in one shared subscription group (on SQLite they queue for its one writer lock)")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         broker = make_broker(Path(tmp) / "broker", devices=DEVICES, start=False)
-        # Unlimited queue so the whole burst waits for the ingest session (the default caps it at 10,000).
+        # Unlimited queue so the whole burst waits for the ingest sessions (the default caps it at 10,000).
         settings = BrokerSettings(run_as="root", tls_bind="127.0.0.1", log_dest=f"file {broker.paths.log}",
                                   max_queued_messages=0, autosave_interval=60)
         render(broker.root, broker.port, broker.tls_port, settings)
         broker.start()
         try:
-            batched, sent_b, stored_b = run_mode(broker, f"sqlite:///{tmp}/batched.db", BATCHED_MESSAGES, 1000, 0.1, "bench-batched")
-            print(f"batched (up to 1000 per transaction): {batched:,.0f} msg/s, {stored_b}/{sent_b} stored")
-            single, sent_s, stored_s = run_mode(broker, f"sqlite:///{tmp}/single.db", PER_MESSAGE_MESSAGES, 1, 0.0, "bench-single")
-            print(f"commit per message:            {single:,.0f} msg/s, {stored_s}/{sent_s} stored")
-            print(f"ratio: {batched / single:.1f}x")
+            batched, sent_b, stored_b, cpu_b = run_mode(broker, f"sqlite:///{tmp}/batched.db", BATCHED_MESSAGES, 1000, 0.1,
+                                                 "bench-batched", args.workers)
+            print(f"batched (up to 1000 per transaction): {batched:,.0f} msg/s, {stored_b}/{sent_b} stored, {cpu_b:.0f} us CPU each")
+            single, sent_s, stored_s, cpu_s = run_mode(broker, f"sqlite:///{tmp}/single.db", PER_MESSAGE_MESSAGES, 1, 0.0,
+                                                "bench-single", args.workers)
+            print(f"commit per message:                   {single:,.0f} msg/s, {stored_s}/{sent_s} stored, {cpu_s:.0f} us CPU each")
+            print(f"ratio: {batched / single:.1f}x with {args.workers} worker(s); load average {os.getloadavg()}")
         finally:
             broker.close()
     sent, stored = sent_b + sent_s, stored_b + stored_s
     print(json.dumps({"batched_msgs_per_s": round(batched, 1), "per_message_msgs_per_s": round(single, 1),
-                      "sent": sent, "stored": stored, "lost": sent - stored}))
+                      "sent": sent, "stored": stored, "lost": sent - stored, "workers": args.workers,
+                      "batched_cpu_us_per_msg": round(cpu_b, 1), "load_average_1m": round(os.getloadavg()[0], 2)}))
     return 0 if sent == stored else 1
 
 

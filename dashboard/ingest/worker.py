@@ -7,7 +7,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 
@@ -42,9 +42,8 @@ class IngestSettings:
     tick_interval_s: float = 1.0
 
 
-@dataclass(frozen=True)
-class _Inbound:
-    """One message as paho delivered it, tagged with the connection it came on."""
+class _Inbound(NamedTuple):
+    """One message as paho delivered it, tagged with the connection it came on (a tuple: built on paho's thread)."""
 
     generation: int
     mid: int
