@@ -87,18 +87,43 @@ class AugmentedEpochs:
         return ds.map(lambda x, y: (tf.cast(x, tf.float32), y)).prefetch(2)
 
 
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training once the wall-clock budget is spent, so a run always ends in time."""
+class FittedCosine(keras.callbacks.Callback):
+    """Cosine learning rate over the epochs that fit the time budget, measured after the first epoch.
 
-    def __init__(self, seconds: float) -> None:
+    On a shared machine a fixed schedule would be cut off at a high learning rate; this one always
+    anneals, and stops training when the planned epochs (or the budget) are used up.
+    """
+
+    def __init__(self, peak: float, epochs: int, seconds: float, floor: float = 0.02) -> None:
         super().__init__()
-        self.seconds, self.start, self.hit = seconds, time.monotonic(), False
+        self.peak, self.epochs, self.planned, self.seconds, self.floor = peak, epochs, epochs, seconds, floor
+        self.start, self.first, self.hit = time.monotonic(), 0.0, False
+
+    def rate(self, epoch: int) -> float:
+        """Learning rate of an epoch: a short warm-up, then cosine decay to floor * peak."""
+        if epoch == 0:
+            return self.peak * 0.3
+        progress = min((epoch - 1) / max(self.planned - 2, 1), 1.0)
+        return self.peak * (self.floor + (1 - self.floor) * 0.5 * (1 + np.cos(np.pi * progress)))
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Set this epoch's learning rate."""
+        self.model.optimizer.learning_rate.assign(self.rate(epoch))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        """Ask the model to stop when the next epoch would likely overrun."""
-        elapsed = time.monotonic() - self.start
-        if elapsed * (epoch + 2) / (epoch + 1) > self.seconds:
-            self.hit = True
+        """Re-plan from the measured pace; stop when the plan or the budget is used up."""
+        now = time.monotonic()
+        if epoch == 0:
+            self.first = now - self.start  # includes tracing and the first augmentation pass
+        elapsed = now - self.start
+        per_epoch = (elapsed - self.first) / epoch if epoch else self.first
+        fit = epoch + 1 + int((self.seconds - elapsed) / max(per_epoch, 1e-6))
+        planned = min(self.epochs, max(fit, epoch + 1))
+        if planned != self.planned:
+            log.info("time budget: planning %d epochs at %.0f s each", planned, per_epoch)
+            self.hit = planned < self.epochs
+        self.planned = planned
+        if epoch + 1 >= self.planned:
             self.model.stop_training = True
 
 
@@ -151,17 +176,12 @@ def train_model(
         dataset.images[train_idx], labels[train_idx], confs.batch_size, augmenter or Augmenter(), confs.seed,
         crop=crop, mask=spec.mask_scale_bar,
     )
-    total_steps = confs.epochs * batches.steps
-    warmup = min(batches.steps, max(total_steps // 10, 1))
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, max(total_steps - warmup, 1), alpha=0.02, warmup_target=confs.learning_rate, warmup_steps=warmup
-    )
     model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
+        optimizer=keras.optimizers.AdamW(confs.learning_rate, weight_decay=1e-4),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
     )
-    budget, best = TimeBudget(confs.max_train_minutes * 60), BestWeights()
+    budget, best = FittedCosine(confs.learning_rate, confs.epochs, confs.max_train_minutes * 60), BestWeights()
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=confs.patience)
     val_images = dataset.images[val_idx]
     if spec.mask_scale_bar:
@@ -174,7 +194,7 @@ def train_model(
         epochs=confs.epochs,
         validation_data=validation,
         class_weight=class_weights(labels[train_idx], n_classes),
-        callbacks=[best, stopper, budget],
+        callbacks=[budget, best, stopper],
         verbose=verbose,
     )
     seconds = time.monotonic() - start
