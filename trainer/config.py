@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contracts.confs import ConfsError, TrainerConfs, load_confs
 
 from trainer.errors import TrainerError
-from trainer.model import ModelSpec
+
+if TYPE_CHECKING:
+    from trainer.model import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,8 @@ def load_trainer_confs(path: Path | str, overrides: dict[str, Any] | None = None
 
 def model_spec(confs: TrainerConfs, n_classes: int) -> ModelSpec:
     """The architecture described by the trainer settings."""
+    from trainer.model import ModelSpec  # imports Keras: only when a model is built
+
     return ModelSpec(
         name=confs.model,
         n_classes=n_classes,
