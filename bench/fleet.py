@@ -31,6 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+import psutil  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
@@ -192,9 +193,20 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds a process has used so far (0 if it is gone)."""
+    try:
+        times = psutil.Process(pid).cpu_times() if pid else None
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system if times else 0.0
+
+
 def stream(bench: Bench, args: argparse.Namespace, package: Path) -> dict[str, Any]:
     """Part 1: the fleet streams for duration seconds; returns the stream figures."""
     ids = fleet_device_ids("fleet", args.nodes)
+    ingest_pid = bench.processes[0].pid
+    cpu_before = cpu_seconds(bench.broker.pid), cpu_seconds(ingest_pid)
     print(f"streaming: {args.nodes} nodes, Life every {args.life_interval:g} s, a result every "
           f"{1 / args.rate:g} s, for {args.duration:g} s", flush=True)
     fleet = bench.start_fleet("stream", ids, "fleet", ["--rate", str(args.rate), "--life-interval",
@@ -219,6 +231,7 @@ def stream(bench: Bench, args: argparse.Namespace, package: Path) -> dict[str, A
         elif time.monotonic() - still_since > 15:
             break
     stored_results, stored_life = last
+    broker_cpu, ingest_cpu = cpu_seconds(bench.broker.pid) - cpu_before[0], cpu_seconds(ingest_pid) - cpu_before[1]
     rows = bench.query("SELECT sent_at, received_at FROM classifications WHERE device_id LIKE 'fleet-%'")
     lags = [(parse_time(received) - parse_time(sent)).total_seconds() * 1000 for sent, received in rows]
     lost = max(0, sent_results - stored_results) + max(0, sent_life - stored_life)
@@ -234,6 +247,8 @@ def stream(bench: Bench, args: argparse.Namespace, package: Path) -> dict[str, A
         "results_stored": stored_results,
         "life_sent": sent_life,
         "life_stored": stored_life,
+        "broker_cpu_s": round(broker_cpu, 1),
+        "ingest_cpu_s": round(ingest_cpu, 1),
     }
 
 
@@ -298,7 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         key = Ed25519PrivateKey.generate()
         v1 = make_tiny_package(work / "pkg-v1", key, "1.0.0")
         v2 = make_tiny_package(work / "pkg-v2", key, "1.1.0", seed=1)
-        broker = make_broker(work / "broker", devices=(), settings={"max_queued_messages": 100_000})
+        # The production persistence setting (the harness saves every second, for tests).
+        settings = {"max_queued_messages": 100_000, "autosave_interval": 60}
+        broker = make_broker(work / "broker", devices=(), settings=settings)
         bench = Bench(work, broker, free_port(), key)
         try:
             started = time.monotonic()
