@@ -75,6 +75,22 @@ class StatusMessage(Envelope):
     state: NodeState
     model_version: SemVer | None = None
     software_version: Annotated[str, Field(max_length=32)]
+    session_started: AwareDatetime | None = Field(
+        default=None,
+        description="when the connection this status belongs to was opened; a birth and its will share it",
+    )
+
+    @field_validator("session_started")
+    @classmethod
+    def _session_to_utc(cls, value: datetime | None) -> datetime | None:
+        return value.astimezone(UTC) if value is not None else None
+
+    def order_key(self) -> tuple[datetime, int]:
+        """Sort key of presence: a later connection wins; within one connection OFFLINE follows ONLINE.
+
+        A last will is made before its connection's ONLINE, so `sent_at` alone would rank it older.
+        """
+        return (self.session_started or self.sent_at, 1 if self.state is NodeState.OFFLINE else 0)
 
 
 class LifeMessage(Envelope):

@@ -55,6 +55,7 @@ class Device(Base):
     first_seen: Mapped[datetime | None]
     last_seen: Mapped[datetime | None] = mapped_column(index=True)
     status_at: Mapped[datetime | None]
+    status_session: Mapped[datetime | None]
     registered_at: Mapped[datetime] = mapped_column(default=utcnow)
     cpu_percent: Mapped[float | None]
     memory_percent: Mapped[float | None]

@@ -8,12 +8,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
+
+from contracts.messages import utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +55,15 @@ class _Listeners:
 class MqttLink:
     """Owns one paho client: reconnects with backoff, re-subscribes, and keeps the Status topic true.
 
-    `status_payload(online)` is called for the birth (ONLINE, retained, on every connect) and for a
-    fresh last will (OFFLINE, retained) before every connection attempt, so each carries a new message_id.
+    `status_payload(online, session_started)` is called for a fresh last will (OFFLINE, retained) before
+    every connection attempt and for the birth (ONLINE, retained) on every connect; both carry the time
+    the attempt began, so consumers can tell a will from the birth of a later connection.
     """
 
-    def __init__(self, settings: LinkSettings, status_payload: Callable[[bool], bytes]) -> None:
+    def __init__(self, settings: LinkSettings, status_payload: Callable[[bool, datetime], bytes]) -> None:
         self.settings = settings
         self._status_payload = status_payload
+        self.session_started = utc_now()
         self._listeners = _Listeners()
         self._connected = threading.Event()
         self.connected_since: float | None = None
@@ -124,14 +129,16 @@ class MqttLink:
 
     def publish_status(self) -> None:
         """Publish the retained ONLINE status again (after a model change)."""
-        self.publish(self.settings.status_topic, self._status_payload(True), qos=1, retain=True)
+        self.publish(self.settings.status_topic, self._status_payload(True, self.session_started), qos=1, retain=True)
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Publish the retained OFFLINE status, wait for its PUBACK, disconnect; returns whether it was acked."""
         acked = False
         self._stopping = True
         if self.is_connected():
-            info = self.publish(self.settings.status_topic, self._status_payload(False), qos=1, retain=True)
+            info = self.publish(
+                self.settings.status_topic, self._status_payload(False, self.session_started), qos=1, retain=True
+            )
             try:
                 info.wait_for_publish(timeout)
                 acked = info.is_published()
@@ -145,7 +152,8 @@ class MqttLink:
         return acked
 
     def _on_pre_connect(self, client: mqtt.Client, _userdata: object) -> None:
-        client.will_set(self.settings.status_topic, self._status_payload(False), qos=1, retain=True)
+        self.session_started = utc_now()
+        client.will_set(self.settings.status_topic, self._status_payload(False, self.session_started), qos=1, retain=True)
 
     def _on_connect(
         self, client: mqtt.Client, _userdata: object, flags: mqtt.ConnectFlags, reason: ReasonCode, _props: object
@@ -158,7 +166,7 @@ class MqttLink:
             result, _mid = client.subscribe(topic_filter, qos=1)
             if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 logger.error("subscribing to %s failed: %s", topic_filter, mqtt.error_string(result))
-        client.publish(self.settings.status_topic, self._status_payload(True), qos=1, retain=True)
+        client.publish(self.settings.status_topic, self._status_payload(True, self.session_started), qos=1, retain=True)
         self.connected_since = time.monotonic()
         self.connect_count += 1
         self._connected.set()

@@ -10,24 +10,15 @@ from pathlib import Path
 
 import openvino as ov
 
-from contracts import SOFTWARE_VERSION
 from contracts.confs import Confs, read_secret
 from contracts.messages import (
-    CommandMessage,
-    MessageError,
-    NodeState,
-    Ping,
     Severity,
-    StatusMessage,
-    UpdateMessage,
-    UpdateState,
     WarningCode,
-    WarningMessage,
-    from_bytes,
     to_bytes,
 )
 from contracts.model_package import PackageLimits, parse_public_key
 from contracts.topics import Channel, device_topic
+from edge_node.channels import NodeChannels
 from edge_node.delivery import OutboxSender
 from edge_node.inference import ModelHolder, OpenVinoClassifier
 from edge_node.model_store import InstalledModel, ModelStore
@@ -94,8 +85,9 @@ class EdgeNode:
         self._stopped = threading.Event()
         self.holder = ModelHolder()
         self.stats = InferenceStats()
-        self.link = MqttLink(self._link_settings(secrets), self._status_payload)
-        self.warner = Warner(self.device_id, self._publish_warning)
+        self.channels = NodeChannels(self.device_id, self._topic, self.holder)
+        self.link = MqttLink(self._link_settings(secrets), self.channels.status_payload)
+        self.warner = Warner(self.device_id, self.channels.publish_warning)
         self.outbox = Outbox(Path(edge.outbox_path), edge.outbox_limit, on_overflow=self._on_overflow)
         self.sender = OutboxSender(self.outbox, self.link)
         self.telemetry = Telemetry(
@@ -116,11 +108,11 @@ class EdgeNode:
             store_root.parent / "openvino-cache",
         )
         self.ota = OtaAgent(
-            self.store, self.holder, load, self._publish_update, self.device_id, store_root.parent / "ota",
-            secrets.http_token, confs.ota.max_package_bytes, publish_warning=self._publish_ota_warning,
+            self.store, self.holder, load, self.channels.publish_update, self.device_id, store_root.parent / "ota",
+            secrets.http_token, confs.ota.max_package_bytes, publish_warning=self.channels.publish_ota_warning,
         )
         self.sources = self._build_sources(secrets)
-        self.link.add_route(self._topic(Channel.COMMANDS), self._on_command)
+        self.channels.bind(self.link, self.warner, self.ota, self._publish_life)
         self._life_thread = threading.Thread(target=self._life_loop, name="life", daemon=True)
 
     def _link_settings(self, secrets: Secrets) -> LinkSettings:
@@ -180,43 +172,6 @@ class EdgeNode:
         logger.info("edge node %s stopped", self.device_id)
 
     # MQTT ----------------------------------------------------------------------------------
-
-    def _status_payload(self, online: bool) -> bytes:
-        return to_bytes(
-            StatusMessage(
-                device=self.device_id,
-                state=NodeState.ONLINE if online else NodeState.OFFLINE,
-                model_version=self.holder.model_version,
-                software_version=SOFTWARE_VERSION,
-            )
-        )
-
-    def _on_command(self, message: object) -> None:
-        payload = getattr(message, "payload", b"")
-        try:
-            command = from_bytes(payload, Channel.COMMANDS)
-        except MessageError as exc:
-            self.warner.warn(WarningCode.INPUT_REJECTED, f"command refused: {exc}", key="command")
-            return
-        assert isinstance(command, CommandMessage)
-        logger.info("command %s (%s)", command.command_id, command.command.kind)
-        if isinstance(command.command, Ping):
-            self.link.publish_status()
-            self._publish_life()
-        else:
-            self.ota.handle(command)
-
-    def _publish_update(self, update: UpdateMessage) -> None:
-        if update.state in (UpdateState.ACTIVE, UpdateState.ROLLED_BACK):
-            self.link.publish_status()
-        self.link.publish(self._topic(Channel.UPDATES), to_bytes(update), qos=1)
-
-    def _publish_warning(self, warning: WarningMessage) -> None:
-        self.link.publish(self._topic(Channel.WARNINGS), to_bytes(warning), qos=1)
-
-    def _publish_ota_warning(self, code: str, text: str) -> None:
-        known = WarningCode(code) if code in WarningCode.__members__ else WarningCode.MODEL_ERROR
-        self.warner.warn(known, text, Severity.CRITICAL, key="ota")
 
     def _on_overflow(self, dropped: int) -> None:
         self.warner.warn(

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from contracts.messages import (
     TERMINAL_UPDATE_STATES,
     LifeMessage,
+    NodeState,
     SensorsMessage,
     StatusMessage,
     UpdateMessage,
@@ -40,6 +41,13 @@ from dashboard.services import alerts
 logger = logging.getLogger(__name__)
 CLASSIFICATIONS = Classification.__table__
 EVENT_ALERT_CODES = {WarningCode.SELF_TEST_FAILED: "self_test_failed", WarningCode.MODEL_ERROR: "model_error"}
+
+
+def newer_presence(message: StatusMessage, state: str | None, session: datetime | None) -> bool:
+    """Whether a Status supersedes the stored one, whose connection time is `session`."""
+    if session is None:
+        return True
+    return message.order_key() >= (session, 1 if state == NodeState.OFFLINE.value else 0)
 
 
 @dataclass
@@ -134,7 +142,7 @@ class BatchWriter:
             result.duplicates = len(accepted) - result.stored
             new.sort(key=lambda item: item.message.sent_at)
             for item in new:
-                result.fleet_changed |= self._apply(session, devices[item.topic.device], item)
+                result.fleet_changed |= self._apply(session, devices[item.topic.device], item, now)
             if rejected:
                 _count_rejections(session, rejected, now)
         return result
@@ -163,12 +171,15 @@ class BatchWriter:
                 device.last_seen = sent_at
         return devices
 
-    def _apply(self, session: Session, device: Device, item: Accepted) -> bool:
+    def _apply(self, session: Session, device: Device, item: Accepted, now: datetime) -> bool:
         """Side effects of one newly stored message; True if rollouts may need to react."""
         m = item.message
         if isinstance(m, StatusMessage):
-            if device.status_at is None or m.sent_at >= device.status_at:
-                device.state, device.status_at = m.state.value, m.sent_at
+            if newer_presence(m, device.state, device.status_session or device.status_at):
+                # A last will is written when its connection opens: it went offline no earlier than now.
+                changed_at = now if m.state is NodeState.OFFLINE and m.session_started else m.sent_at
+                device.state, device.status_at = m.state.value, max(changed_at, m.sent_at)
+                device.status_session = m.session_started or m.sent_at
                 device.software_version = m.software_version
                 if m.model_version:
                     device.model_version = m.model_version

@@ -12,23 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from contracts import SOFTWARE_VERSION
 from contracts.messages import (
-    CommandMessage,
     LifeMessage,
-    MessageError,
-    NodeState,
-    Ping,
-    Severity,
-    StatusMessage,
     UpdateMessage,
-    UpdateState,
-    WarningCode,
-    WarningMessage,
-    from_bytes,
     to_bytes,
 )
 from contracts.topics import Channel, device_topic
+from edge_node.channels import NodeChannels
 from edge_node.delivery import OutboxSender
 from edge_node.inference import ModelHolder, OpenVinoClassifier
 from edge_node.model_store import InstalledModel, ModelStore
@@ -95,21 +85,23 @@ class VirtualNode:
         self._started = time.monotonic()
         self.holder = ModelHolder()
         self.stats = InferenceStats()
-        self.link = env.link_factory(self._link_settings(), self._status_payload)
+        self.channels = NodeChannels(identity.device_id, self._topic, self.holder, on_update=self._count_update)
+        self.link = env.link_factory(self._link_settings(), self.channels.status_payload)
         self.outbox = Outbox(root / "outbox.db", env.outbox_limit)
         self.sender = OutboxSender(self.outbox, self.link)
-        self.warner = Warner(identity.device_id, self._publish_warning)
+        self.warner = Warner(identity.device_id, self.channels.publish_warning)
         self.store = env.store_factory(root / "models")
         self.ota = OtaAgent(
-            self.store, self.holder, env.load_classifier, self._publish_update, identity.device_id, root / "ota",
-            identity.download_token, env.max_package_bytes, publish_warning=self._publish_ota_warning,
+            self.store, self.holder, env.load_classifier, self.channels.publish_update, identity.device_id,
+            root / "ota", identity.download_token, env.max_package_bytes,
+            publish_warning=self.channels.publish_ota_warning,
         )
         view = env.classifier_view(self.holder) if env.classifier_view else self.holder
         self.pipeline = ClassificationPipeline(
             view, self.outbox, identity.device_id, self._topic(Channel.SENSORS), 50_000_000,  # type: ignore[arg-type]
             on_result=self.stats.record,
         )
-        self.link.add_route(self._topic(Channel.COMMANDS), self._on_command)
+        self.channels.bind(self.link, self.warner, self.ota, self.publish_life)
 
     def _link_settings(self) -> LinkSettings:
         env, device = self._env, self.device_id
@@ -168,38 +160,6 @@ class VirtualNode:
 
     # MQTT ------------------------------------------------------------------------------------
 
-    def _status_payload(self, online: bool) -> bytes:
-        state = NodeState.ONLINE if online else NodeState.OFFLINE
-        return to_bytes(
-            StatusMessage(
-                device=self.device_id, state=state, model_version=self.holder.model_version,
-                software_version=SOFTWARE_VERSION,
-            )
-        )
-
-    def _on_command(self, message: object) -> None:
-        try:
-            command = from_bytes(getattr(message, "payload", b""), Channel.COMMANDS)
-        except MessageError as exc:
-            self.warner.warn(WarningCode.INPUT_REJECTED, f"command refused: {exc}", key="command")
-            return
-        assert isinstance(command, CommandMessage)
-        if isinstance(command.command, Ping):
-            self.link.publish_status()
-            self.publish_life()
-        else:
-            self.ota.handle(command)
-
-    def _publish_update(self, update: UpdateMessage) -> None:
+    def _count_update(self, update: UpdateMessage) -> None:
         with self._lock:
             self.counters.updates.append(update)
-        if update.state in (UpdateState.ACTIVE, UpdateState.ROLLED_BACK):
-            self.link.publish_status()
-        self.link.publish(self._topic(Channel.UPDATES), to_bytes(update), qos=1)
-
-    def _publish_warning(self, warning: WarningMessage) -> None:
-        self.link.publish(self._topic(Channel.WARNINGS), to_bytes(warning), qos=1)
-
-    def _publish_ota_warning(self, code: str, text: str) -> None:
-        known = WarningCode(code) if code in WarningCode.__members__ else WarningCode.MODEL_ERROR
-        self.warner.warn(known, text, Severity.CRITICAL, key="ota")

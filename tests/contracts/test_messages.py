@@ -141,3 +141,16 @@ def test_model_update_url_must_be_http() -> None:
 
 def test_message_ids_are_uuids() -> None:
     assert isinstance(sensors().message_id, uuid.UUID)
+
+
+def test_a_last_will_outranks_the_birth_of_its_own_connection_but_not_a_later_one() -> None:
+    connected = datetime(2026, 1, 1, 8, tzinfo=UTC)
+    will = StatusMessage(device="devA", state=NodeState.OFFLINE, software_version="0.1.0",
+                         session_started=connected, sent_at=connected)
+    birth = StatusMessage(device="devA", state=NodeState.ONLINE, software_version="0.1.0",
+                          session_started=connected, sent_at=connected + timedelta(seconds=1))
+    reconnected = StatusMessage(device="devA", state=NodeState.ONLINE, software_version="0.1.0",
+                                session_started=connected + timedelta(minutes=5))
+    assert will.order_key() > birth.order_key()
+    assert reconnected.order_key() > will.order_key()
+    assert from_bytes(to_bytes(will)) == will

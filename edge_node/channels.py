@@ -1,0 +1,115 @@
+"""What a node says on the wire and how it answers Commands; shared by the real node and the fleet simulator."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from contracts import SOFTWARE_VERSION
+from contracts.messages import (
+    CommandMessage,
+    MessageError,
+    NodeState,
+    Ping,
+    Severity,
+    StatusMessage,
+    UpdateMessage,
+    UpdateState,
+    WarningCode,
+    WarningMessage,
+    from_bytes,
+    to_bytes,
+)
+from contracts.topics import Channel
+
+if TYPE_CHECKING:
+    from edge_node.inference import ModelHolder
+    from edge_node.mqtt_link import MqttLink
+    from edge_node.ota import OtaAgent
+    from edge_node.telemetry import Warner
+
+logger = logging.getLogger(__name__)
+
+
+class NodeChannels:
+    """Builds Status payloads, publishes Updates and Warnings, and dispatches Commands.
+
+    Made before the link, the warner and the OTA agent (they take its callbacks), then `bind()`s to them.
+    """
+
+    def __init__(
+        self,
+        device_id: str,
+        topic: Callable[[Channel], str],
+        holder: ModelHolder,
+        on_update: Callable[[UpdateMessage], None] | None = None,
+    ) -> None:
+        self.device_id = device_id
+        self._topic = topic
+        self._holder = holder
+        self._on_update = on_update
+        self._link: MqttLink | None = None
+        self._warner: Warner | None = None
+        self._ota: OtaAgent | None = None
+        self._publish_life: Callable[[], object] = lambda: None
+
+    def bind(self, link: MqttLink, warner: Warner, ota: OtaAgent, publish_life: Callable[[], object]) -> None:
+        """Attach the parts that were built with this object's callbacks, and route Commands here."""
+        self._link, self._warner, self._ota, self._publish_life = link, warner, ota, publish_life
+        link.add_route(self._topic(Channel.COMMANDS), self.on_command)
+
+    @property
+    def link(self) -> MqttLink:
+        """The bound MQTT link."""
+        if self._link is None:
+            raise RuntimeError("NodeChannels used before bind()")
+        return self._link
+
+    def status_payload(self, online: bool, session_started: datetime) -> bytes:
+        """The retained Status: ONLINE birth or OFFLINE will of the connection begun at session_started."""
+        return to_bytes(
+            StatusMessage(
+                device=self.device_id,
+                state=NodeState.ONLINE if online else NodeState.OFFLINE,
+                model_version=self._holder.model_version,
+                software_version=SOFTWARE_VERSION,
+                session_started=session_started,
+            )
+        )
+
+    def on_command(self, message: object) -> None:
+        """Validate a Commands payload; answer `ping` here, hand model commands to the OTA agent."""
+        try:
+            command = from_bytes(getattr(message, "payload", b""), Channel.COMMANDS)
+        except MessageError as exc:
+            if self._warner is not None:
+                self._warner.warn(WarningCode.INPUT_REJECTED, f"command refused: {exc}", key="command")
+            return
+        assert isinstance(command, CommandMessage)
+        logger.info("command %s (%s)", command.command_id, command.command.kind)
+        if isinstance(command.command, Ping):
+            self.link.publish_status()
+            self._publish_life()
+        elif self._ota is not None:
+            self._ota.handle(command)
+
+    def publish_update(self, update: UpdateMessage) -> None:
+        """OTA progress on Updates; a model switch also refreshes the retained Status."""
+        if self._on_update is not None:
+            self._on_update(update)
+        if update.state in (UpdateState.ACTIVE, UpdateState.ROLLED_BACK):
+            self.link.publish_status()
+        self.link.publish(self._topic(Channel.UPDATES), to_bytes(update), qos=1)
+
+    def publish_warning(self, warning: WarningMessage) -> None:
+        """A node-side problem on Warnings."""
+        self.link.publish(self._topic(Channel.WARNINGS), to_bytes(warning), qos=1)
+
+    def publish_ota_warning(self, code: str, text: str) -> None:
+        """A warning raised by the OTA agent, as a critical Warning."""
+        if self._warner is None:
+            return
+        known = WarningCode(code) if code in WarningCode.__members__ else WarningCode.MODEL_ERROR
+        self._warner.warn(known, text, Severity.CRITICAL, key="ota")
