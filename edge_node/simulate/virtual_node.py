@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,7 @@ class NodeEnvironment:
     ca_file: str | None = None
     keepalive: int = 30
     classifier_view: Callable[[ModelHolder], object] | None = None
-    link_factory: Callable[[LinkSettings, Callable[[bool], bytes]], MqttLink] = MqttLink
+    link_factory: Callable[[LinkSettings, Callable[[bool, datetime], bytes]], MqttLink] = MqttLink
 
 
 @dataclass

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from broker_harness import BrokerHandle
+
 from contracts.messages import NodeState, StatusMessage, from_bytes, to_bytes
 from edge_node.delivery import OutboxSender
 from edge_node.mqtt_link import LinkSettings, MqttLink
@@ -15,9 +16,10 @@ from edge_node.outbox import Outbox
 
 
 def _status(device: str):
-    def payload(online: bool) -> bytes:
+    def payload(online: bool, session_started: datetime) -> bytes:
         state = NodeState.ONLINE if online else NodeState.OFFLINE
-        return to_bytes(StatusMessage(device=device, state=state, model_version="1.0.0", software_version="0.1.0"))
+        return to_bytes(StatusMessage(device=device, state=state, model_version="1.0.0", software_version="0.1.0",
+                                      session_started=session_started))
 
     return payload
 
