@@ -97,7 +97,10 @@ def package_run(
     metrics = assess(
         classifier.predict, dataset, index, report_dir, f"{name} {version}: OpenVINO IR on the block test split",
         confs.seed, history["history"],
-        extra_sections=[("Export and training", _export_lines(export, history, timing, use_int8))],
+        extra_sections=[
+            ("Data", _data_lines(confs, index, digest)),
+            ("Export and training", _export_lines(export, history, timing, use_int8)),
+        ],
     )
     test = metrics["test"]
     manifest_metrics = {
@@ -133,6 +136,21 @@ def package_run(
     (report_dir / "manifest.json").write_text(manifest.model_dump_json(indent=2))
     log.info("signed with %s", public_key_text(key))
     return out
+
+
+def _data_lines(confs: TrainerConfs, index: Any, digest: str) -> list[str]:
+    s = confs.split
+    return [
+        f"- images from `{confs.data_dir}` (one folder per class); no image is stored in this report or the package",
+        f"- {len(index.duplicates)} exact duplicates removed; {len(index.groups)} near-duplicate groups kept inside one split",
+        f"- split by blocks of {s.block_size} consecutive file numbers per class (a stand-in for patients), seed {confs.seed}: "
+        + ", ".join(f"{k} {len(v)}" for k, v in index.split.items()),
+        f"- training data sha256 (split, class, file hash lines): `{digest}`",
+        "- dataset: Aria M., Ghaderzadeh M., Bashash D., Abolghasemi H., Asadi F., Hosseini A., "
+        '"Acute Lymphoblastic Leukemia (ALL) image dataset", Kaggle (2021), DOI 10.34740/KAGGLE/DSV/2175623; '
+        "paper: Ghaderzadeh M. et al., Int J Intell Syst 37(8):5113-5133 (2022), doi:10.1002/int.22753. "
+        "Its license was not verified; check the Kaggle page before redistributing derived work.",
+    ]
 
 
 def _export_lines(export: dict[str, Any], history: dict[str, Any], timing: dict[str, Any], int8: bool) -> list[str]:

@@ -67,3 +67,10 @@ def test_non_image_and_truncated_jpeg_are_skipped_not_fatal(cli, confs: Path, tm
     reasons = {Path(s["path"]).name: s["reason"] for s in summary["skipped"]}
     assert reasons["readme.txt"].startswith("not an image") and reasons["IMG-Beta-050.jpg"].startswith("corrupt")
     assert summary["decoded"] == 36
+
+
+def test_augment_writes_an_augmented_copy(cli, tmp_path: Path, dataset_maker) -> None:  # type: ignore[no-untyped-def]
+    data = dataset_maker(tmp_path / "data", per_class=4)
+    result = cli("augment", "--data", str(data), "--out", str(tmp_path / "aug"), "--copies", "2", "--mask-scale-bar")
+    assert result.returncode == 0, result.stderr
+    assert len(list((tmp_path / "aug").rglob("*.png"))) == 24

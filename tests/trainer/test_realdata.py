@@ -30,7 +30,6 @@ def test_real_index_finds_the_known_duplicates_and_keeps_groups_in_one_split() -
     assert all(len({where[i] for i in group}) == 1 for group in index.groups)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not RELEASED.is_file(), reason=f"no released package at {RELEASED}")
 def test_released_package_meets_the_targets_on_the_block_test_split(cli) -> None:  # type: ignore[no-untyped-def]
     result = cli("evaluate", "--package", str(RELEASED), "--data", str(REAL_DATA), "--split", "test", "--json", cwd=REPO)
