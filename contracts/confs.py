@@ -89,8 +89,8 @@ class DashboardConfs(_Section):
 class SplitConfs(_Section):
     """How the dataset is split into blocks of consecutive file numbers."""
 
-    validation_fraction: float = Field(0.15, gt=0, lt=0.5)
-    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+    validation_fraction: float = Field(0.15, gt=0, lt=0.5, description="share of blocks held out for validation")
+    test_fraction: float = Field(0.15, gt=0, lt=0.5, description="share of blocks held out for the test report")
     block_size: int = Field(20, ge=1, description="consecutive file numbers per block (a stand-in for a patient)")
 
 
@@ -98,17 +98,19 @@ class TrainerConfs(_Section):
     """Training, evaluation and packaging."""
 
     data_dir: str = Field("../shared/datasets/all-aria", description="one folder per class")
-    image_size: int = Field(224, ge=32, le=1024)
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
-    seed: int = 42
-    model: Literal["small_cnn", "mobilenet_v2", "inception_v3"] = "small_cnn"
-    grayscale: bool = False
-    mask_scale_bar: bool = True
+    image_size: int = Field(224, ge=32, le=1024, description="side of the square RGB input the edge feeds")
+    epochs: int = Field(30, ge=1, description="most epochs; early stopping or the time budget may end sooner")
+    batch_size: int = Field(32, ge=1, description="images per training step")
+    learning_rate: float = Field(1e-3, gt=0, description="peak learning rate of the schedule")
+    seed: int = Field(42, description="seed of the split, augmentation and weight initialisation")
+    model: Literal["small_cnn", "mobilenet_v2", "inception_v3"] = Field(
+        "small_cnn", description="architecture: small_cnn (edge default), mobilenet_v2 or inception_v3"
+    )
+    grayscale: bool = Field(False, description="train on grayscale (the model converts RGB input itself)")
+    mask_scale_bar: bool = Field(True, description="blank the bottom-right scale-bar label, a shortcut feature")
     split: SplitConfs = Field(default_factory=SplitConfs)
-    runs_dir: str = "runs"
-    package_dir: str = "models"
+    runs_dir: str = Field("runs", description="where each training run writes its config, history and model")
+    package_dir: str = Field("models", description="where signed packages and their reports are written")
     signing_key: str = Field("keys/model_signing_key.pem", description="git-ignored; generated on first use")
     internal_size: int = Field(112, ge=32, le=1024, description="size the model downscales to inside (speed)")
     width: int = Field(16, ge=4, le=256, description="channels of the small CNN's first layer")
@@ -122,7 +124,7 @@ class OtaConfs(_Section):
     """Who may sign model packages."""
 
     trusted_public_keys: list[str] = Field(default_factory=list, description="ed25519:<base64> keys, a list for rotation")
-    max_package_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    max_package_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="largest package a node or the dashboard accepts")
 
     @field_validator("trusted_public_keys")
     @classmethod
