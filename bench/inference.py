@@ -68,7 +68,7 @@ def _litert(model, image: np.ndarray) -> tuple[list[float], str]:  # type: ignor
 
         runtime = "ai-edge-litert"
     except ImportError:
-        Interpreter = tf.lite.Interpreter  # noqa: N806
+        Interpreter = tf.lite.Interpreter
         runtime = "tf.lite.Interpreter"
     interpreter = Interpreter(model_content=flat, num_threads=2)
     interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], [1, *image.shape])
@@ -95,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
 
     import openvino as ov
+
     from contracts.confs import load_confs
     from contracts.model_package import parse_public_key, unpack_package
-
     from trainer.ov_classifier import OpenVinoClassifier
 
     package = args.package or max(Path("models").glob("*.tar.gz"), key=lambda p: p.stat().st_mtime, default=None)
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     keras_ms = _times(lambda: model(x, training=False), max(args.iterations // 3, 30))
     try:
         litert_ms, runtime = _litert(model, image)
-    except Exception as exc:  # conversion support varies between TensorFlow builds
+    except Exception as exc:  # noqa: BLE001  (conversion support varies between TensorFlow builds)
         litert_ms, runtime = [float("nan")], f"unavailable ({exc.__class__.__name__}: {exc})"
 
     result = {

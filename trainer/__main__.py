@@ -76,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     from contracts.confs import ConfsError
     from contracts.model_package import PackageError
-
     from trainer import commands
 
     try:

@@ -31,7 +31,7 @@ class ColourBaseline:
             StandardScaler(), LogisticRegression(max_iter=3000, C=1.0, random_state=seed)
         )
 
-    def fit(self, images: np.ndarray, labels: np.ndarray) -> "ColourBaseline":
+    def fit(self, images: np.ndarray, labels: np.ndarray) -> ColourBaseline:
         """Train on uint8 RGB images."""
         self.pipeline.fit(colour_features(images), labels)
         return self

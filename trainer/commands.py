@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +52,7 @@ def _index_summary(dataset, index, data_dir: Path) -> dict:  # type: ignore[no-u
         "exact_duplicates_removed": [[records[a].path.name, records[b].path.name] for a, b in index.duplicates],
         "conflicting_labels_removed": [records[i].path.name for i in index.conflicts],
         "near_duplicate_groups": [[records[i].path.name for i in g] for g in index.groups],
-        "kept": int(len(index.keep)),
+        "kept": len(index.keep),
         "splits": per_split,
         "training_data_sha256": split_digest(dataset, index),
     }
@@ -102,7 +102,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
 def _run_dir(confs, requested: Path | None) -> Path:  # type: ignore[no-untyped-def]
     if requested:
         return requested
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return Path(confs.runs_dir) / f"{confs.model}-{stamp}"
 
 
@@ -171,7 +171,6 @@ def cmd_package(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a package through OpenVINO; --json prints one object."""
     from contracts.confs import load_confs
-
     from trainer.evaluate import evaluate_package
     from trainer.keys import trusted_keys
 
@@ -202,7 +201,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     """Create the signing key if needed, print its public key, optionally trust it."""
     from contracts.model_package import public_key_text
-
     from trainer.keys import ensure_signing_key, trust_key
 
     confs = load_trainer_confs(args.confs)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contracts.confs import ConfsError, TrainerConfs, load_confs
-
 from trainer.errors import TrainerError
 
 if TYPE_CHECKING:

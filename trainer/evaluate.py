@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from contracts.model_package import Manifest, PackageError, unpack_package
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from contracts.model_package import Manifest, PackageError, unpack_package
 from trainer import report as R
 from trainer.baseline import ColourBaseline
 from trainer.data import ScannedDataset, scan_dataset
@@ -54,7 +54,7 @@ def assess(
     R.plot_reliability(probs, test_labels, out_dir / "reliability.png")
     if history:
         R.plot_history(history, out_dir / "history.png")
-    result = {"test": cnn, "colour_baseline": colour, "robustness": table, "split_sizes": {k: int(len(v)) for k, v in index.split.items()}}
+    result = {"test": cnn, "colour_baseline": colour, "robustness": table, "split_sizes": {k: len(v) for k, v in index.split.items()}}
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     summary = [
         f"- test images: {cnn['n_images']} (blocks of consecutive file numbers never seen in training)",

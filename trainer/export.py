@@ -54,7 +54,7 @@ def agreement(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
         "max_abs_diff": float(np.abs(reference - candidate).max()),
         "labels_agree": disagree == 0,
         "n_disagree": disagree,
-        "n_images": int(len(reference)),
+        "n_images": len(reference),
     }
 
 

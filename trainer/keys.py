@@ -6,6 +6,11 @@ import json
 import logging
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
 from contracts.model_package import (
     PackageError,
     generate_private_key,
@@ -14,8 +19,6 @@ from contracts.model_package import (
     public_key_text,
     save_private_key,
 )
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
 from trainer.errors import TrainerError
 
 log = logging.getLogger(__name__)

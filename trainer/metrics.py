@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     correct = probs.argmax(axis=1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
     ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         in_bin = (confidence > lo) & (confidence <= hi)
         if in_bin.any():
             ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
@@ -47,7 +48,7 @@ def classification_report(
         per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
         if support:
             recalls.append(recall)
-    n = int(len(labels))
+    n = len(labels)
     return {
         "accuracy": float((predicted == labels).mean()) if n else 0.0,
         "macro_recall": float(np.mean(recalls)) if recalls else 0.0,

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from contracts.model_package import (
     InputSpec,
     Manifest,
@@ -15,8 +17,6 @@ from contracts.model_package import (
     SelfTestSpec,
     build_package,
 )
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from trainer.model import INPUT_NAME, OUTPUT_NAME
 from trainer.ov_classifier import OpenVinoClassifier
 from trainer.selftest import selftest_inputs

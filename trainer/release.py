@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from contracts.confs import TrainerConfs
-
 from trainer.errors import TrainerError
 
 log = logging.getLogger(__name__)
@@ -36,11 +35,17 @@ def export_run(run_dir: Path, confs_path: Path, int8: bool = False) -> dict[str,
     import keras
 
     import trainer.layers  # noqa: F401  (registers the custom layers for loading)
-    from trainer.export import agreement, keras_predict, quantize_int8, save_ir, to_openvino
+    from trainer.export import (
+        agreement,
+        keras_predict,
+        quantize_int8,
+        save_ir,
+        to_openvino,
+    )
     from trainer.ov_classifier import OpenVinoClassifier
 
     run_dir = run_dir.resolve()
-    confs, data = _load_run(run_dir)
+    confs, _data = _load_run(run_dir)
     model = keras.models.load_model(run_dir / "model.keras")
     dataset, index = _dataset(confs)
     test = dataset.images[index.split["test"]]
@@ -73,7 +78,6 @@ def package_run(
 ) -> Path:
     """Export the run, assess the IR through OpenVINO and write the signed package plus its report."""
     from contracts.model_package import public_key_text
-
     from trainer.evaluate import assess
     from trainer.keys import ensure_signing_key
     from trainer.ov_classifier import OpenVinoClassifier
@@ -146,21 +150,21 @@ def _data_lines(confs: TrainerConfs, index: Any, digest: str) -> list[str]:
         f"- split by blocks of {s.block_size} consecutive file numbers per class (a stand-in for patients), seed {confs.seed}: "
         + ", ".join(f"{k} {len(v)}" for k, v in index.split.items()),
         f"- training data sha256 (split, class, file hash lines): `{digest}`",
-        "- dataset: Aria M., Ghaderzadeh M., Bashash D., Abolghasemi H., Asadi F., Hosseini A., "
+        ("- dataset: Aria M., Ghaderzadeh M., Bashash D., Abolghasemi H., Asadi F., Hosseini A., "
         '"Acute Lymphoblastic Leukemia (ALL) image dataset", Kaggle (2021), DOI 10.34740/KAGGLE/DSV/2175623; '
         "paper: Ghaderzadeh M. et al., Int J Intell Syst 37(8):5113-5133 (2022), doi:10.1002/int.22753. "
-        "Its license was not verified; check the Kaggle page before redistributing derived work.",
+        "Its license was not verified; check the Kaggle page before redistributing derived work."),
     ]
 
 
 def _export_lines(export: dict[str, Any], history: dict[str, Any], timing: dict[str, Any], int8: bool) -> list[str]:
     agree = export["fp16_vs_keras"]
     lines = [
-        f"- OpenVINO FP16 IR vs Keras on the test split: max abs difference {agree['max_abs_diff']:.2e}, "
-        f"labels agree: {agree['labels_agree']} ({agree['n_disagree']} of {agree['n_images']} differ)",
+        (f"- OpenVINO FP16 IR vs Keras on the test split: max abs difference {agree['max_abs_diff']:.2e}, "
+        f"labels agree: {agree['labels_agree']} ({agree['n_disagree']} of {agree['n_images']} differ)"),
         f"- INT8 (NNCF): {json.dumps(export.get('int8', 'not tried'))}; shipped weights: {'INT8' if int8 else 'FP16'}",
-        f"- training: {len(history['history'].get('loss', []))} epochs in {history['seconds'] / 60:.1f} min "
-        f"(best epoch {history['best_epoch']}, stopped by {history['stopped_by']})",
+        (f"- training: {len(history['history'].get('loss', []))} epochs in {history['seconds'] / 60:.1f} min "
+        f"(best epoch {history['best_epoch']}, stopped by {history['stopped_by']})"),
     ]
     if timing:
         lines.append(f"- whole `train` command (decode, split, train, assess): {timing['total_seconds'] / 60:.1f} min")

@@ -9,8 +9,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import itertools
+
+import matplotlib.pyplot as plt
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ def plot_reliability(probs: np.ndarray, labels: np.ndarray, path: Path, bins: in
     correct = probs.argmax(axis=1) == labels
     edges = np.linspace(0, 1, bins + 1)
     centres, accs = [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         sel = (conf > lo) & (conf <= hi)
         if sel.any():
             centres.append(conf[sel].mean())

@@ -14,7 +14,7 @@ from trainer.data import ImageRecord, ScannedDataset
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
+_POPCOUNT = np.array([(i).bit_count() for i in range(256)], dtype=np.uint16)
 
 
 @dataclass

@@ -14,8 +14,8 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from contracts.confs import TrainerConfs
 
+from contracts.confs import TrainerConfs
 from trainer.augment import Augmenter, mask_scale_bar
 from trainer.config import model_spec, save_resolved
 from trainer.data import ScannedDataset

@@ -75,7 +75,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
     """Run `python -m trainer ...` in a subprocess with the repository importable."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run(
-        [sys.executable, "-m", "trainer", *args], cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "trainer", *args], cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
 
 

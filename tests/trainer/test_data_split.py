@@ -56,7 +56,7 @@ def test_unusable_datasets_raise_clear_errors(tmp_path: Path, case: str, dataset
 def test_exact_duplicates_are_removed_and_near_duplicates_grouped(synthetic_data: Path) -> None:
     dataset = scan_dataset(synthetic_data, image_size=64)
     index = block_split(dataset, 0.2, 0.2, 5, seed=1)
-    names = lambda pair: sorted(dataset.records[i].path.name for i in pair)  # noqa: E731
+    names = lambda pair: sorted(dataset.records[i].path.name for i in pair)
     assert sorted(names(p) for p in index.duplicates) == [
         [f"IMG-{c}-002.jpg", f"IMG-{c}-003.jpg"] for c in ("Alpha", "Beta", "Gamma")
     ]

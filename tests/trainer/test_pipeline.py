@@ -8,8 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from contracts.model_package import PackageError, generate_private_key, parse_public_key, read_manifest, unpack_package
 
+from contracts.model_package import (
+    PackageError,
+    generate_private_key,
+    parse_public_key,
+    read_manifest,
+    unpack_package,
+)
 from trainer.__main__ import main
 
 
