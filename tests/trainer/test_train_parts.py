@@ -21,7 +21,7 @@ def test_fitted_cosine_warms_up_then_anneals_to_the_floor() -> None:
     schedule = FittedCosine(peak=0.01, epochs=10, seconds=1e6)
     rates = [schedule.rate(e) for e in range(10)]
     assert rates[0] < rates[1] == pytest.approx(0.01)
-    assert all(a >= b for a, b in itertools.pairwise(rates))
+    assert all(a >= b for a, b in itertools.pairwise(rates[1:]))
     assert rates[-1] == pytest.approx(0.01 * 0.02)
 
 
