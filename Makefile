@@ -49,8 +49,12 @@ bench: install
 	@for bench in bench/*.py; do echo "== $$bench"; $(PY) $$bench || exit 1; done
 
 DATA ?= ../shared/datasets/all-aria
+VERSION ?= 1.0.0
+SIGNING_KEY := $(shell $(PYTHON) -c "import json; print(json.load(open('confs.json'))['trainer']['signing_key'])")
 train: install
-	$(PY) -m trainer train --data $(DATA)
+	@[ -f "$(SIGNING_KEY)" ] || $(PY) -m trainer keys --trust
+	$(PY) -m trainer train --data $(DATA) --quiet
+	$(PY) -m trainer package --run runs/latest --version $(VERSION)
 
 faults: install
 	$(PY) -m pytest tests/faults -m faults --faults-scale=full $(PYTEST_ARGS)
