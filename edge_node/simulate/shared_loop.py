@@ -55,7 +55,7 @@ class SharedMqttLoop:
         """Take over a client whose connect_async() was called; it connects on the loop thread."""
         entry = _Attached(client, min_delay_s, max_delay_s)
         client.on_socket_open = lambda c, u, sock: self._opened(entry, sock)
-        client.on_socket_close = lambda c, u, sock: self._closed(sock)
+        client.on_socket_close = lambda c, u, sock: self._closed(entry, sock)
         client.on_socket_register_write = lambda c, u, sock: self._watch(sock, write=True)
         client.on_socket_unregister_write = lambda c, u, sock: self._watch(sock, write=False)
         with self._lock:
@@ -73,14 +73,37 @@ class SharedMqttLoop:
             self._by_fd[sock.fileno()] = entry
         self._epoll.register(sock.fileno(), _READ)
 
-    def _closed(self, sock: Any) -> None:
+    def _closed(self, entry: _Attached, sock: Any) -> None:
         fd = sock.fileno()
         with self._lock:
-            self._by_fd.pop(fd, None)
+            # The fd number may already belong to another client's new socket: leave that one alone.
+            if self._by_fd.get(fd) is not entry:
+                return
+            del self._by_fd[fd]
         try:
             self._epoll.unregister(fd)
         except (OSError, ValueError):
             pass
+
+    def _rearm(self, entry: _Attached, sock: Any) -> None:
+        """Make sure a live socket is watched, for writing too if paho has output queued.
+
+        paho's own "write registered" flag is not thread-safe: a publish from another thread can
+        race the loop's drain and leave output with nobody watching for writability.
+        """
+        fd = sock.fileno()
+        with self._lock:
+            known = self._by_fd.get(fd) is entry
+            self._by_fd[fd] = entry
+        if not known:
+            try:
+                self._epoll.register(fd, _READ)
+            except FileExistsError:
+                pass
+            except (OSError, ValueError):
+                return
+        if entry.client.want_write():
+            self._watch(sock, write=True)
 
     def _watch(self, sock: Any, write: bool) -> None:
         try:
@@ -112,7 +135,9 @@ class SharedMqttLoop:
         for entry in entries:
             if entry.detached:
                 continue
-            if entry.client.socket() is not None:
+            sock = entry.client.socket()
+            if sock is not None:
+                self._rearm(entry, sock)
                 entry.client.loop_misc()
                 if entry.client.is_connected():
                     entry.delay_s = 0.0

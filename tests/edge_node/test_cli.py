@@ -29,7 +29,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 def confs_file(tmp_path: Path, public_key: str, **edge: object) -> Path:
     data = json.loads((ROOT / "confs.json").read_text())
     data["ota"]["trusted_public_keys"] = [public_key]
-    data["edge_node"].update(model_store=str(tmp_path / "models"), **edge)
+    data["edge_node"].update(model_store=str(tmp_path / "models"), initial_package=None)
+    data["edge_node"].update(**edge)
     path = tmp_path / "confs.json"
     path.write_text(json.dumps(data))
     return path
