@@ -30,10 +30,14 @@ class OutboxSender:
     the connection returns, and anything still unacknowledged `resend_after_s` after a reconnect is
     published again (the consumer drops duplicates by message_id). After every (re)connect, what the
     broker acknowledged within the outbox's replay window before the link went down is published again:
-    a broker killed before its next autosave has lost those messages.
+    a broker killed before its next autosave has lost those messages. Such a broker has lost its
+    subscribers' sessions too, so what it accepts before they resubscribe reaches nobody: when a reconnect
+    finds no session, the window is replayed once more `resettle_s` later.
     """
 
-    def __init__(self, outbox: Outbox, link: MqttLink, window: int = 100, resend_after_s: float = 15.0) -> None:
+    def __init__(
+        self, outbox: Outbox, link: MqttLink, window: int = 100, resend_after_s: float = 15.0, resettle_s: float = 10.0
+    ) -> None:
         self._outbox = outbox
         self._link = link
         self._window = window
@@ -45,6 +49,8 @@ class OutboxSender:
         self._cursor = 0
         self._link_lost_at: float | None = None
         self._replay_due = threading.Event()
+        self._resettle_s = resettle_s
+        self._second_replay: tuple[float, float] | None = None  # (when, replay what was delivered since)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="outbox-sender", daemon=True)
         self.delivered = 0
@@ -93,6 +99,9 @@ class OutboxSender:
     def _on_connection(self, connected: bool) -> None:
         """Note when the link went down; after it comes back, replay what the broker may have lost."""
         if connected:
+            if self._link_lost_at is not None and not self._link.session_present:
+                since = self._link_lost_at - self._outbox.replay_window_s
+                self._second_replay = (time.monotonic() + self._resettle_s, since)
             self._replay_due.set()
             self._outbox.wake()
         else:
@@ -115,6 +124,7 @@ class OutboxSender:
                 if self._link.is_connected():
                     if self._replay_due.is_set():
                         self._replay_delivered()
+                    self._replay_after_resettle()
                     self._resend_stale()
                     self._publish_next()
             except Exception:
@@ -174,6 +184,18 @@ class OutboxSender:
         logger.info("replaying %d results the broker acknowledged shortly before the link was lost", len(seqs))
         self.replayed += len(seqs)
         self._cursor = min(self._cursor, seqs[0] - 1)  # _publish_next sends them again, in order
+
+    def _replay_after_resettle(self) -> None:
+        """After a broker that lost its state, replay once more when subscribers have had time to return."""
+        pending = self._second_replay
+        if pending is None or time.monotonic() < pending[0]:
+            return
+        self._second_replay = None
+        seqs = self._outbox.requeue_delivered(pending[1])
+        if seqs:
+            logger.info("replaying %d results again: the broker had lost its sessions", len(seqs))
+            self.replayed += len(seqs)
+            self._cursor = min(self._cursor, seqs[0] - 1)
 
     def _resend_stale(self) -> None:
         """Publish again what stayed unacknowledged long after the latest (re)connect."""

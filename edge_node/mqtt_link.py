@@ -67,6 +67,7 @@ class MqttLink:
         self._listeners = _Listeners()
         self._connected = threading.Event()
         self.connected_since: float | None = None
+        self.session_present = False
         self.connect_count = 0
         self._stopping = False
         self._client = self._build_client()
@@ -162,6 +163,7 @@ class MqttLink:
             logger.error("broker refused the connection as %s: %s", self.settings.username, reason)
             return
         logger.info("connected to %s:%d (session present: %s)", self.settings.host, self.settings.port, flags.session_present)
+        self.session_present = bool(flags.session_present)
         for topic_filter in self.settings.subscriptions:
             result, _mid = client.subscribe(topic_filter, qos=1)
             if result != MQTTErrorCode.MQTT_ERR_SUCCESS:

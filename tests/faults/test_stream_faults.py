@@ -52,6 +52,29 @@ def test_broker_sigkill_and_restart_mid_stream(fault_stack: FaultStack, packages
     assert node.alive() and fault_stack.ingest is not None and fault_stack.ingest.poll() is None
 
 
+def test_broker_sigkill_while_the_dashboard_is_slow_to_return(broker_factory, tmp_path, packages, scale, record) -> None:
+    """The restarted broker lost the dashboard's session: what it accepts before ingest resubscribes is replayed."""
+    broker = broker_factory(devices=("devA",), settings={"autosave_interval": 60})
+    stack = FaultStack(tmp_path, broker)
+    try:
+        stack.start_ingest()
+        node = stack.add_node("devA", packages.v1, packages.public_key)
+        stack.start_node(node)
+        feed = ImageFeed()
+        stack.wait_stored(feed.feed(node.inbox, 5), 60)
+        stack.kill_ingest()
+        stack.kill_broker_and_restart()
+        later = max(5, scale.images // 3)
+        feed.feed(node.inbox, later, pause_s=0.05)
+        wait_until(lambda: len(list((node.inbox / "done").iterdir())) >= 5 + later, 30, "classified, no subscriber",
+                   stack.logs)
+        time.sleep(2.0)  # acknowledged by the broker while nobody is subscribed
+        stack.start_ingest()
+        finish(stack, feed, "broker_sigkill_dashboard_late", record)
+    finally:
+        stack.close()
+
+
 def test_node_cut_off_from_the_broker(fault_stack: FaultStack, packages, scale: Scale, record) -> None:
     proxy = TcpProxy(fault_stack.broker.host, fault_stack.broker.port).start()
     try:
