@@ -50,23 +50,29 @@ def raise_event_alert(session: Session, device_id: str | None, kind: str, severi
     return alert
 
 
-def _unresolved(session: Session, device_id: str, kind: str) -> Alert | None:
-    """The condition alert of this kind still standing for this device (acknowledged or not)."""
-    return session.scalar(
-        select(Alert).where(Alert.device_id == device_id, Alert.kind == kind, Alert.resolved_at.is_(None))
-    )
+OpenAlerts = dict[tuple[str | None, str], Alert]
 
 
-def _set_condition(session: Session, device_id: str, kind: str, active: bool, message: str, now: datetime) -> None:
+def _open_alerts(session: Session) -> OpenAlerts:
+    """Every alert still standing, by (device, kind): one query per evaluation instead of several per node."""
+    return {(a.device_id, a.kind): a for a in session.scalars(select(Alert).where(Alert.resolved_at.is_(None)))}
+
+
+def _set_condition(
+    session: Session, standing: OpenAlerts, device_id: str, kind: str, active: bool, message: str, now: datetime
+) -> None:
     """Open or refresh the alert while a condition holds; resolve it when it clears."""
-    alert = _unresolved(session, device_id, kind)
+    alert = standing.get((device_id, kind))
     if active and alert is None:
-        session.add(Alert(device_id=device_id, kind=kind, severity="warning", message=message, created_at=now, updated_at=now))
+        alert = Alert(device_id=device_id, kind=kind, severity="warning", message=message, created_at=now, updated_at=now)
+        session.add(alert)
+        standing[(device_id, kind)] = alert
         logger.warning("alert %s on %s: %s", kind, device_id, message)
     elif active and alert is not None:
         alert.message, alert.updated_at = message, now
     elif not active and alert is not None:
         alert.resolved_at = now
+        del standing[(device_id, kind)]
 
 
 def _uncertain_shares(session: Session, device_id: str, window: int) -> tuple[float | None, float | None]:
@@ -88,16 +94,17 @@ def evaluate(session: Session, rules: AlertRules, now: datetime | None = None) -
     """Apply every condition rule to every node."""
     now = now or utcnow()
     offline_before = now - timedelta(minutes=rules.offline_minutes)
+    standing = _open_alerts(session)
     for device in session.scalars(select(Device)):
         silent_since = device.last_seen or device.registered_at
         offline = (device.state == "OFFLINE" and (device.status_at or now) < offline_before) or (
             device.last_seen is not None and silent_since < offline_before
         )
-        _set_condition(session, device.id, "offline", offline, f"no contact since {silent_since:%Y-%m-%d %H:%M} UTC", now)
+        _set_condition(session, standing, device.id, "offline", offline, f"no contact since {silent_since:%Y-%m-%d %H:%M} UTC", now)
         hot = device.temperature_c is not None and device.temperature_c > rules.max_temperature_c
-        _set_condition(session, device.id, "temperature", hot, f"temperature {device.temperature_c} °C over {rules.max_temperature_c}", now)
+        _set_condition(session, standing, device.id, "temperature", hot, f"temperature {device.temperature_c} °C over {rules.max_temperature_c}", now)
         full = device.disk_percent is not None and device.disk_percent > rules.max_disk_percent
-        _set_condition(session, device.id, "disk", full, f"disk {device.disk_percent}% over {rules.max_disk_percent}%", now)
+        _set_condition(session, standing, device.id, "disk", full, f"disk {device.disk_percent}% over {rules.max_disk_percent}%", now)
         recent, previous = _uncertain_shares(session, device.id, rules.uncertain_window)
         enough = recent is not None and session.scalar(
             select(Classification.id).where(Classification.device_id == device.id).offset(rules.uncertain_min_results - 1).limit(1)
@@ -106,9 +113,9 @@ def evaluate(session: Session, rules: AlertRules, now: datetime | None = None) -
         rising = high and (previous is None or recent > previous)
         # Raised when the share rises past the limit; held while it stays above it, even once it
         # stops rising, so a plateau neither resolves nor re-raises the alert on every evaluation.
-        held = high and _unresolved(session, device.id, "uncertain_share") is not None
+        held = high and (device.id, "uncertain_share") in standing
         _set_condition(
-            session, device.id, "uncertain_share", bool(rising or held),
+            session, standing, device.id, "uncertain_share", bool(rising or held),
             f"{(recent or 0):.0%} of recent results uncertain (before: {'-' if previous is None else f'{previous:.0%}'})", now,
         )
 
