@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import random
 import os
 import shutil
 import signal
@@ -70,6 +71,7 @@ def image_source(data: Path | None) -> list[Path]:
               "  'Acute Lymphoblastic Leukemia (ALL) image dataset' (Aria et al., Kaggle mehradaria/leukemia).")
         return []
     images = sorted(p for p in candidate.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    random.Random(0).shuffle(images)  # every class shows up in the first minute, not Benign first
     print(f"  feeding images from {candidate} ({len(images)} found)")
     return images
 
