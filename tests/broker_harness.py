@@ -29,6 +29,8 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -293,6 +295,27 @@ class BrokerHandle:
         """Disconnect clients and stop the broker."""
         self.close_clients()
         self.stop()
+
+
+@contextmanager
+def broker_pool(tmp_path_factory: Any) -> Iterator[Callable[..., BrokerHandle]]:
+    """A factory of started brokers on free ports (skips without mosquitto); all are closed on exit."""
+    import pytest
+
+    if not shutil.which(MOSQUITTO):
+        pytest.skip(f"mosquitto not found at {MOSQUITTO}")
+    handles: list[BrokerHandle] = []
+
+    def factory(**kwargs: Any) -> BrokerHandle:
+        handle = make_broker(tmp_path_factory.mktemp("broker"), **kwargs)
+        handles.append(handle)
+        return handle
+
+    try:
+        yield factory
+    finally:
+        for handle in handles:
+            handle.close()
 
 
 def make_broker(

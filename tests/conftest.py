@@ -7,33 +7,17 @@ whole run, for tests that neither restart it nor change its accounts.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
-from broker_harness import MOSQUITTO, BrokerHandle, make_broker
-
-
-def _require_mosquitto() -> None:
-    """Skip when no mosquitto binary is installed."""
-    if not shutil.which(MOSQUITTO):
-        pytest.skip(f"mosquitto not found at {MOSQUITTO}")
+from broker_harness import BrokerHandle, broker_pool
 
 
 @pytest.fixture
 def broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., BrokerHandle]]:
     """Make started brokers on free ports; all are stopped after the test."""
-    _require_mosquitto()
-    handles: list[BrokerHandle] = []
-
-    def factory(**kwargs: object) -> BrokerHandle:
-        handle = make_broker(tmp_path_factory.mktemp("broker"), **kwargs)  # type: ignore[arg-type]
-        handles.append(handle)
-        return handle
-
-    yield factory
-    for handle in handles:
-        handle.close()
+    with broker_pool(tmp_path_factory) as factory:
+        yield factory
 
 
 @pytest.fixture
@@ -45,10 +29,8 @@ def broker(broker_factory: Callable[..., BrokerHandle]) -> BrokerHandle:
 @pytest.fixture(scope="session")
 def session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerHandle]:
     """One started broker for the whole run; do not restart it or add accounts to it."""
-    _require_mosquitto()
-    handle = make_broker(tmp_path_factory.mktemp("session-broker"))
-    yield handle
-    handle.close()
+    with broker_pool(tmp_path_factory) as factory:
+        yield factory()
 
 
 @pytest.fixture

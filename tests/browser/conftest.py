@@ -13,14 +13,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from broker_harness import BrokerHandle, free_port
+from browser.stack import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO, SIM_DEVICES, Stack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from support.tiny_package import make_tiny_package
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from broker_harness import BrokerHandle, free_port
 from contracts.confs import Confs
 from contracts.model_package import public_key_text
-from browser.stack import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO, SIM_DEVICES, Stack
-from support.tiny_package import make_tiny_package
 
 
 def _stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -127,20 +127,10 @@ def stack(chromium_path: str, broker_factory_module: Callable[..., BrokerHandle]
 @pytest.fixture(scope="module")
 def broker_factory_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., BrokerHandle]]:
     """Module-scoped started brokers (the harness's broker_factory is per test)."""
-    from broker_harness import MOSQUITTO, make_broker
+    from broker_harness import broker_pool
 
-    if not shutil.which(MOSQUITTO):
-        pytest.skip(f"mosquitto not found at {MOSQUITTO}")
-    handles: list[BrokerHandle] = []
-
-    def factory(**kwargs: object) -> BrokerHandle:
-        handle = make_broker(tmp_path_factory.mktemp("broker"), **kwargs)  # type: ignore[arg-type]
-        handles.append(handle)
-        return handle
-
-    yield factory
-    for handle in handles:
-        handle.close()
+    with broker_pool(tmp_path_factory) as factory:
+        yield factory
 
 
 @pytest.fixture(scope="module")
