@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from broker_harness import BrokerHandle
-from contracts.model_package import public_key_text
-from support.tiny_package import make_tiny_package
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faults.stack import FaultStack, Scale, Tally
+from support.tiny_package import make_tiny_package
+
+from contracts.model_package import public_key_text
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 _FIGURES: dict[str, Tally] = {}
@@ -62,6 +62,18 @@ def record() -> Callable[[str, Tally], None]:
 def fault_stack(broker_factory: Callable[..., BrokerHandle], tmp_path: Path) -> Iterator[FaultStack]:
     """A real broker, the real ingest process on SQLite, and room for real edge nodes; all stopped afterwards."""
     broker = broker_factory(devices=("devA", "devB"))
+    stack = FaultStack(tmp_path, broker)
+    try:
+        stack.start_ingest()
+        yield stack
+    finally:
+        stack.close()
+
+
+@pytest.fixture
+def late_autosave_stack(broker_factory: Callable[..., BrokerHandle], tmp_path: Path) -> Iterator[FaultStack]:
+    """Like fault_stack, but the broker saves only every 60 s (production): a SIGKILL loses its sessions."""
+    broker = broker_factory(devices=("devA",), settings={"autosave_interval": 60})
     stack = FaultStack(tmp_path, broker)
     try:
         stack.start_ingest()

@@ -10,7 +10,6 @@ import threading
 import time
 
 import pytest
-
 from faults.stack import FaultStack, ImageFeed, Scale, wait_until
 from faults.tcp_proxy import TcpProxy
 
@@ -52,27 +51,22 @@ def test_broker_sigkill_and_restart_mid_stream(fault_stack: FaultStack, packages
     assert node.alive() and fault_stack.ingest is not None and fault_stack.ingest.poll() is None
 
 
-def test_broker_sigkill_while_the_dashboard_is_slow_to_return(broker_factory, tmp_path, packages, scale, record) -> None:
+def test_broker_sigkill_while_the_dashboard_is_slow_to_return(late_autosave_stack, packages, scale, record) -> None:
     """The restarted broker lost the dashboard's session: what it accepts before ingest resubscribes is replayed."""
-    broker = broker_factory(devices=("devA",), settings={"autosave_interval": 60})
-    stack = FaultStack(tmp_path, broker)
-    try:
-        stack.start_ingest()
-        node = stack.add_node("devA", packages.v1, packages.public_key)
-        stack.start_node(node)
-        feed = ImageFeed()
-        stack.wait_stored(feed.feed(node.inbox, 5), 60)
-        stack.kill_ingest()
-        stack.kill_broker_and_restart()
-        later = max(5, scale.images // 3)
-        feed.feed(node.inbox, later, pause_s=0.05)
-        wait_until(lambda: len(list((node.inbox / "done").iterdir())) >= 5 + later, 30, "classified, no subscriber",
-                   stack.logs)
-        time.sleep(2.0)  # acknowledged by the broker while nobody is subscribed
-        stack.start_ingest()
-        finish(stack, feed, "broker_sigkill_dashboard_late", record)
-    finally:
-        stack.close()
+    stack = late_autosave_stack
+    node = stack.add_node("devA", packages.v1, packages.public_key)
+    stack.start_node(node)
+    feed = ImageFeed()
+    stack.wait_stored(feed.feed(node.inbox, 5), 60)
+    stack.kill_ingest()
+    stack.kill_broker_and_restart()
+    later = max(5, scale.images // 3)
+    feed.feed(node.inbox, later, pause_s=0.05)
+    wait_until(lambda: len(list((node.inbox / "done").iterdir())) >= 5 + later, 30, "classified, no subscriber",
+               stack.logs)
+    time.sleep(2.0)  # acknowledged by the broker while nobody is subscribed
+    stack.start_ingest()
+    finish(stack, feed, "broker_sigkill_dashboard_late", record)
 
 
 def test_node_cut_off_from_the_broker(fault_stack: FaultStack, packages, scale: Scale, record) -> None:
@@ -130,22 +124,17 @@ def test_node_sigkill_mid_publish(fault_stack: FaultStack, packages, scale: Scal
     finish(fault_stack, feed, "node_sigkill", record)
 
 
-def test_broker_sigkill_while_results_wait_for_the_ingest(broker_factory, tmp_path, packages, scale, record) -> None:
-    broker = broker_factory(devices=("devA",), settings={"autosave_interval": 60})
-    stack = FaultStack(tmp_path, broker)
-    try:
-        stack.start_ingest()
-        node = stack.add_node("devA", packages.v1, packages.public_key)
-        stack.start_node(node)
-        feed = ImageFeed()
-        stack.wait_stored(feed.feed(node.inbox, 5), 60)
-        assert stack.stop_ingest() == 0
-        queued = feed.feed(node.inbox, scale.images // 2)
-        wait_until(lambda: len(list((node.inbox / "done").iterdir())) >= 5 + len(queued), 30, "classified", stack.logs)
-        time.sleep(1.0)
-        stack.kill_broker_and_restart()
-        stack.start_ingest()
-        feed.feed(node.inbox, 5)
-        finish(stack, feed, "broker_sigkill_backlog", record)
-    finally:
-        stack.close()
+def test_broker_sigkill_while_results_wait_for_the_ingest(late_autosave_stack, packages, scale, record) -> None:
+    stack = late_autosave_stack
+    node = stack.add_node("devA", packages.v1, packages.public_key)
+    stack.start_node(node)
+    feed = ImageFeed()
+    stack.wait_stored(feed.feed(node.inbox, 5), 60)
+    assert stack.stop_ingest() == 0
+    queued = feed.feed(node.inbox, scale.images // 2)
+    wait_until(lambda: len(list((node.inbox / "done").iterdir())) >= 5 + len(queued), 30, "classified", stack.logs)
+    time.sleep(1.0)
+    stack.kill_broker_and_restart()
+    stack.start_ingest()
+    feed.feed(node.inbox, 5)
+    finish(stack, feed, "broker_sigkill_backlog", record)
