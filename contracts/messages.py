@@ -66,14 +66,30 @@ class NodeState(StrEnum):
 
     ONLINE = "ONLINE"
     OFFLINE = "OFFLINE"
+    NO_MODEL = "NO_MODEL"
 
 
-class StatusMessage(Envelope):
-    """Retained presence message; the last will carries OFFLINE."""
+RuntimeName = Literal["openvino", "onnxruntime", "litert"]
+PrecisionName = Literal["f32", "f16", "bf16"]
+
+
+class ServingInfo(BaseModel):
+    """Where and how a node runs its model: reported in Status and Life, shown on the fleet pages."""
+
+    runtime: RuntimeName | None = Field(default=None, description="inference runtime serving the model")
+    inference_device: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="the runtime's device (CPU, GPU, NPU, CUDAExecutionProvider, ...)"
+    )
+    precision: PrecisionName | None = Field(default=None, description="precision the model actually runs at")
+
+
+class StatusMessage(Envelope, ServingInfo):
+    """Retained presence message; the last will carries OFFLINE; NO_MODEL means connected but not serving."""
 
     type: Literal["status"] = "status"
     state: NodeState
     model_version: SemVer | None = None
+    reason: ShortText | None = Field(default=None, description="why a NO_MODEL node cannot serve")
     software_version: Annotated[str, Field(max_length=32)]
     session_started: AwareDatetime | None = Field(
         default=None,
@@ -93,7 +109,7 @@ class StatusMessage(Envelope):
         return (self.session_started or self.sent_at, 1 if self.state is NodeState.OFFLINE else 0)
 
 
-class LifeMessage(Envelope):
+class LifeMessage(Envelope, ServingInfo):
     """Periodic health telemetry."""
 
     type: Literal["life"] = "life"
@@ -120,6 +136,12 @@ class SensorsMessage(Envelope):
     model_version: SemVer
     inference_ms: NonNegative
     uncertain: bool
+    out_of_distribution: bool = Field(
+        default=False, description="the input is unlike the training data: needs review, not a diagnosis"
+    )
+    ood_score: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = Field(
+        default=None, description="the model's out-of-distribution score (higher = further from training)"
+    )
 
     @model_validator(mode="after")
     def _label_is_a_class(self) -> "SensorsMessage":
@@ -138,6 +160,7 @@ class WarningCode(StrEnum):
     OUTBOX_OVERFLOW = "OUTBOX_OVERFLOW"
     INPUT_REJECTED = "INPUT_REJECTED"
     MODEL_ERROR = "MODEL_ERROR"
+    NO_MODEL = "NO_MODEL"
 
 
 class Severity(StrEnum):

@@ -13,12 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from contracts.messages import SemVer, Sha256Hex, utc_now
 
@@ -64,11 +64,43 @@ class OutputSpec(_Strict):
     shape: list[int] = Field(min_length=1, max_length=3)
 
 
+Precision = Literal["f32", "f16", "bf16"]
+PRECISIONS: tuple[Precision, ...] = ("f32", "f16", "bf16")
+
+
 class SelfTestSpec(_Strict):
-    """Fixed inputs with the outputs the trainer saw; a node must reproduce them."""
+    """Fixed inputs with f32 reference outputs; a node must reproduce them at its precision."""
 
     file: str = "selftest.npz"
-    atol: float = Field(gt=0.0, le=1.0)
+    atol: float = Field(gt=0.0, le=1.0, description="allowed max abs probability difference at f32")
+    tolerances: dict[Precision, Annotated[float, Field(gt=0.0, le=1.0)]] = Field(
+        default_factory=dict, description="allowed max abs probability difference per precision class"
+    )
+    ood_rtol: float | None = Field(
+        default=None, gt=0.0, le=1.0, description="allowed relative OOD score difference at reduced precision"
+    )
+    min_margin: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="smallest top-1 margin among the inputs (labels hold at any precision)"
+    )
+    measured: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="deviations the trainer measured, per runtime and precision"
+    )
+
+    def tolerance(self, precision: Precision) -> float:
+        """The probability tolerance of a precision class (format-1 packages have one for all)."""
+        return self.tolerances.get(precision, self.atol)
+
+
+class OodSpec(_Strict):
+    """The out-of-distribution detector inside the model: its score output and the threshold."""
+
+    method: Literal["mahalanobis"] = "mahalanobis"
+    output: str = Field("ood_score", description="model output holding the score (higher = further from training)")
+    threshold: float = Field(gt=0.0, description="a score above this marks the input out of distribution")
+    in_distribution_flag_rate: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="share of held-out in-distribution images flagged when fitted"
+    )
+    fitted_on: str = ""
 
 
 class FileEntry(_Strict):
@@ -81,7 +113,7 @@ class FileEntry(_Strict):
 class Manifest(_Strict):
     """Everything a consumer needs to know about a model version."""
 
-    format: Literal[1] = 1
+    format: Literal[1, 2] = 2
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     version: SemVer
     created: datetime = Field(default_factory=utc_now)
@@ -90,11 +122,26 @@ class Manifest(_Strict):
     output: OutputSpec
     model_xml: str = "model.xml"
     model_bin: str = "model.bin"
+    model_onnx: str | None = Field(default=None, description="ONNX model (format 2)")
+    model_tflite: str | None = Field(default=None, description="LiteRT / TFLite model (format 2)")
     selftest: SelfTestSpec
+    ood: OodSpec | None = Field(default=None, description="out-of-distribution detector (format 2)")
     preprocessing: dict[str, Any] = Field(default_factory=dict)
     training_data_sha256: str = ""
     metrics: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, FileEntry] = Field(default_factory=dict)
+
+
+    def required_files(self) -> set[str]:
+        """Every file the manifest names: the IR, the other runtimes' models and the self-test set."""
+        optional = {name for name in (self.model_onnx, self.model_tflite) if name}
+        return {self.model_xml, self.model_bin, self.selftest.file} | optional
+
+    @model_validator(mode="after")
+    def _format_fields(self) -> "Manifest":
+        if self.format == 1 and (self.model_onnx or self.model_tflite or self.ood or self.selftest.tolerances):
+            raise ValueError("format 1 manifests carry only the OpenVINO IR and one self-test tolerance")
+        return self
 
 
 def version_key(version: str) -> tuple[int, int, int]:
@@ -165,8 +212,7 @@ def build_package(
         _check_member_name(arcname)
         if arcname in (MANIFEST_NAME, SIGNATURE_NAME):
             raise PackageError(f"{arcname} is reserved")
-    required = {manifest.model_xml, manifest.model_bin, manifest.selftest.file}
-    if missing := required - set(files):
+    if missing := manifest.required_files() - set(files):
         raise PackageError(f"package files are missing {sorted(missing)}")
     entries = {name: FileEntry(size=Path(p).stat().st_size, sha256=sha256_file(Path(p))) for name, p in files.items()}
     signed = manifest.model_copy(update={"files": entries})
@@ -313,7 +359,7 @@ def _verify_files(manifest: Manifest, root: Path, present: set[str]) -> None:
         target = root / name
         if target.stat().st_size != entry.size or sha256_file(target) != entry.sha256:
             raise PackageError(f"file {name!r} does not match its manifest hash")
-    for required in (manifest.model_xml, manifest.model_bin, manifest.selftest.file):
+    for required in sorted(manifest.required_files()):
         if required not in listed:
             raise PackageError(f"manifest does not list {required!r}")
 

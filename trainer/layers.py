@@ -21,12 +21,14 @@ class ScaleBarMask(keras.layers.Layer):
         height, width = int(input_shape[1]), int(input_shape[2])
         mask = np.ones((1, height, width, 1), dtype="float32")
         mask[:, height - round(height * SCALE_BAR_HEIGHT) :, width - round(width * SCALE_BAR_WIDTH) :] = 0.0
-        self.mask = ops.convert_to_tensor(mask)
+        # Kept as numpy: a tensor made here would be captured as an extra graph input by ONNX export.
+        self.mask = mask
 
     def call(self, x: Any) -> Any:
         """x * mask + mean colour * (1 - mask)."""
+        mask = ops.convert_to_tensor(self.mask, dtype=x.dtype)
         mean = ops.mean(x, axis=(1, 2), keepdims=True)
-        return x * self.mask + mean * (1.0 - self.mask)
+        return x * mask + mean * (1.0 - mask)
 
 
 @keras.saving.register_keras_serializable(package="trainer")
