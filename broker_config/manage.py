@@ -34,6 +34,11 @@ DEFAULT_OUT = PACKAGE_DIR / "generated"
 BROKER_GROUP = "mosquitto"
 # Substituted into mosquitto.conf verbatim, so spaces, newlines and `#` must not get through.
 _CONTAINER_PATH = re.compile(r"/[A-Za-z0-9_./-]*")
+# TLS 1.2 suites with ECDHE key exchange and AEAD ciphers only (the CA is ECDSA; RSA ones for an operator's own cert).
+TLS12_AEAD_CIPHERS = ":".join((
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-CHACHA20-POLY1305", "ECDHE-RSA-AES128-GCM-SHA256",
+))
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,8 @@ class BrokerSettings:
     max_queued_messages: int = 10000
     max_inflight_messages: int = 20
     max_keepalive: int = 300
+    # Each account then holds one connection: dashboard processes that run side by side need accounts of their own.
+    bind_client_id: bool = True
 
 
 def check_path_prefix(path_prefix: str) -> str:
@@ -132,7 +139,9 @@ def render_conf(paths: GeneratedPaths, settings: BrokerSettings, path_prefix: st
         "certfile": paths.tls.server_cert,
         "keyfile": paths.tls.server_key,
         "log_dest": settings.log_dest,
-        **{k: v for k, v in vars(settings).items() if k not in ("hosts", "log_dest")},
+        "tls12_ciphers": TLS12_AEAD_CIPHERS,
+        **{k: v for k, v in vars(settings).items() if k not in ("hosts", "log_dest", "bind_client_id")},
+        "bind_client_id": "true" if settings.bind_client_id else "false",
     }
     text = string.Template(TEMPLATE.read_text()).substitute(values)
     return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"

@@ -371,7 +371,12 @@ def _render_handle(
     paths = GeneratedPaths(directory)
     # Tests run as root here; an unprivileged broker user could not enter pytest's private tmp dirs.
     run_as = "root" if os.geteuid() == 0 else os.environ.get("USER", "mosquitto")
-    defaults = {"run_as": run_as, "tls_bind": HOST, "log_dest": f"file {paths.log}", "autosave_interval": 1}
+    # Tests watch as several `dashboard` clients at once, which the production client-id binding would refuse:
+    # it stays off here, and tests of the binding ask for it with settings={"bind_client_id": True}.
+    defaults = {
+        "run_as": run_as, "tls_bind": HOST, "log_dest": f"file {paths.log}", "autosave_interval": 1,
+        "bind_client_id": False,
+    }
     settings = BrokerSettings(**{**defaults, **(overrides or {})})
     render(directory, port, tls_port, settings)
     return BrokerHandle(directory, port, tls_port, location, zone, dashboard_user, dashboard_app, credentials, devices)

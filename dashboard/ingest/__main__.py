@@ -33,6 +33,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--confs", type=Path, default=Path(os.environ.get("DASHBOARD_CONFS", "confs.json")))
     parser.add_argument("--shared", metavar="GROUP", help="MQTT 5 shared subscription group, so workers split the load")
     parser.add_argument("--worker", default="1", help="worker name within the group (part of the client id)")
+    parser.add_argument("--username", help="broker account (default: dashboard.app_id); the broker binds client ids "
+                        "to accounts, so each worker running beside another needs its own (add-dashboard --app)")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--flush-ms", type=float, default=100.0)
     parser.add_argument("--no-engine", action="store_true", help="do not run the rollout engine in this worker")
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         confs = load_confs(args.confs)
-        for value, what in ((args.shared, "shared group"), (args.worker, "worker name")):
+        for value, what in ((args.shared, "shared group"), (args.worker, "worker name"), (args.username, "username")):
             if value is not None:
                 check_segment(value, what)
     except (ConfsError, TopicError) as exc:
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     upgrade_database(db.engine)
     suffix = f"{args.shared}-{args.worker}" if args.shared else args.worker
     settings = IngestSettings(
-        host=confs.mqtt.host, port=confs.mqtt.port, username=app_id, password=password,
+        host=confs.mqtt.host, port=confs.mqtt.port, username=args.username or app_id, password=password,
         location=confs.identity.location, app_id=app_id, client_id=f"{app_id}-ingest-{suffix}",
         shared_group=args.shared, tls=confs.mqtt.tls, ca_file=confs.mqtt.ca_file, keepalive=confs.mqtt.keepalive,
         batch_size=args.batch_size, flush_interval_s=args.flush_ms / 1000,

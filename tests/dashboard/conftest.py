@@ -223,10 +223,11 @@ def payloads() -> type[Payloads]:
 
 
 def ingest_settings(broker: Any, client_id: str = "dashboard-ingest-test", **kw: Any) -> IngestSettings:
-    """Settings of an ingest worker on the harness broker, as the dashboard account."""
+    """Settings of an ingest worker on the harness broker, as the dashboard account (or `username`)."""
+    username = kw.pop("username", broker.dashboard_user)
     return IngestSettings(
-        host=broker.host, port=broker.port, username=broker.dashboard_user,
-        password=broker.credentials[broker.dashboard_user], location=broker.location, app_id=broker.dashboard_app,
+        host=broker.host, port=broker.port, username=username,
+        password=broker.credentials[username], location=broker.location, app_id=broker.dashboard_app,
         client_id=client_id, **kw,
     )
 
