@@ -69,6 +69,10 @@ def create_app(confs: Confs | None = None, **overrides: Any) -> Flask:
     db = app.config.get("DATABASE") or Database(app.config["DATABASE_URL"])
     app.extensions["db"] = db
 
+    from dashboard import limits
+
+    limits.install(app)
+
     from dashboard.services.auth import init_login
 
     init_login(app)

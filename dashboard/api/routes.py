@@ -12,9 +12,13 @@ from flask import Response, current_app, g, jsonify, request
 from dashboard.api import api_blueprint as api
 from dashboard.api.openapi import openapi_document
 from dashboard.db import get_db
+from dashboard.limits import MAX_ID, db_int
 from dashboard.models import Device, Rollout, utcnow
 from dashboard.services import alerts, devices, releases, results, rollouts, telemetry
 from dashboard.services.auth import api_auth
+
+
+MAX_PAGE = 1_000_000_000
 
 
 class BadRequest(ValueError):
@@ -43,6 +47,11 @@ def _number(name: str, kind: type = float, default: Any = None) -> Any:
     value = request.args.get(name)
     if value is None or value == "":
         return default
+    if kind is int:
+        number = db_int(value, minimum=-MAX_ID)
+        if number is None:
+            raise BadRequest(f"{name} must be an integer of at most {MAX_ID}")
+        return number
     try:
         return kind(value)
     except ValueError:
@@ -117,6 +126,8 @@ def list_results() -> Response:
         since=_when("since"), until=_when("until"), uncertain=None if not uncertain else uncertain == "true",
     )
     page = max(1, _number("page", int, 1))
+    if page > MAX_PAGE:
+        raise BadRequest(f"page must be at most {MAX_PAGE}")
     per_page = _number("per_page", int, 50)
     with get_db().session(readonly=True) as session:
         found = results.query_results(session, f, page, per_page)
@@ -209,8 +220,8 @@ def create_rollout() -> tuple[Response, int]:
     kind = body.get("targets", "all")
     value = body.get("zone") if kind == "zone" else body.get("devices") if kind == "devices" else None
     for name in ("release_id", "canary_size", "failure_threshold"):
-        if not isinstance(body.get(name, 0), int) or isinstance(body.get(name), bool):
-            raise BadRequest(f"{name} must be an integer")
+        if db_int(body.get(name, 0)) is None:
+            raise BadRequest(f"{name} must be an integer from 0 to {MAX_ID}")
     if value is not None and not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))):
         raise BadRequest("zone must be a string and devices a list of strings")
     with get_db().session() as session:

@@ -6,6 +6,7 @@ from typing import Any
 from flask import Blueprint, render_template, request
 
 from dashboard.db import get_db
+from dashboard.limits import db_int
 from dashboard.web import queries
 from dashboard.web.common import require_login
 from dashboard.web.forms import AuditFilterForm
@@ -21,7 +22,7 @@ def index() -> Any:
     form.validate()
     actor = (form.actor.data or "").strip() if not form.actor.errors else ""
     action = (form.action.data or "").strip() if not form.action.errors else ""
-    before = request.args.get("before", type=int)
+    before = db_int(request.args.get("before"))
     with get_db().session() as session:
         entries = queries.audit_entries(session, actor or None, action or None, before, PER_PAGE + 1)
     next_before = entries[PER_PAGE - 1].id if len(entries) > PER_PAGE else None

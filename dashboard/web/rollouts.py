@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from dashboard.db import get_db
+from dashboard.limits import db_int
 from dashboard.models import ModelRelease, Rollout, RolloutTarget
 from dashboard.services import rollouts as engine
 from dashboard.services.auth import role_required
@@ -76,8 +77,8 @@ def new() -> Any:
         form.release_id.choices = options(*[(r.id, f"{r.name} {r.version}") for r in releases])
         form.zone.choices = options(*[(z, z) for z in queries.zones(session)])
         form.nodes.choices = options(*[(d, d) for d in queries.device_ids(session)])
-    if request.method == "GET" and request.args.get("release_id", type=int):
-        form.release_id.data = request.args.get("release_id", type=int)
+    if request.method == "GET" and db_int(request.args.get("release_id")):
+        form.release_id.data = db_int(request.args.get("release_id"))
     if form.validate_on_submit():
         outcome = _create(form)
         if isinstance(outcome, int):

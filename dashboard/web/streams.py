@@ -10,6 +10,7 @@ from flask import Blueprint, Response, abort, current_app, request, stream_with_
 from sqlalchemy import select
 
 from dashboard.db import Database, get_db
+from dashboard.limits import db_int
 from dashboard.models import Rollout, RolloutTarget
 from dashboard.web import queries
 from dashboard.web.common import offline_after_s, require_login, utc_now
@@ -82,7 +83,7 @@ def results() -> Response:
     """`result` events: results stored after the last one seen that match the page's filters."""
     _, filters, _ = parse_filters(request.args)
     db = get_db()
-    resume = request.headers.get("Last-Event-ID", type=int)
+    resume = db_int(request.headers.get("Last-Event-ID"))
     with db.session() as session:
         start = resume if resume is not None and resume >= 0 else queries.latest_result_id(session)
     cursor = {"last_id": start}
