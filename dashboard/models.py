@@ -260,6 +260,8 @@ class User(Base):
     locked_until: Mapped[datetime | None]
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Part of every session's id: bumping it (logout, password or role change) ends all saved sessions.
+    session_generation: Mapped[int] = mapped_column(default=0)
 
     # Flask-Login protocol
     @property
@@ -275,7 +277,7 @@ class User(Base):
         return False
 
     def get_id(self) -> str:
-        return str(self.id)
+        return f"{self.id}:{self.session_generation}"
 
     @property
     def is_admin(self) -> bool:
@@ -335,3 +337,14 @@ class RejectedMessage(Base):
     last_at: Mapped[datetime | None]
     last_topic: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class LoginThrottleEntry(Base):
+    """Consecutive failed sign-ins of one username (known or not), shared by every web worker."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+    last_failure: Mapped[datetime] = mapped_column(index=True)

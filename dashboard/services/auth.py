@@ -24,10 +24,10 @@ def init_login(app: Flask) -> LoginManager:
     manager.session_protection = "strong"
 
     @manager.user_loader
-    def load_user(user_id: str) -> User | None:
-        with get_db().session() as session:
-            user = users.get_user(session, user_id)
-            return user if user is not None and user.active else None
+    def load_user(session_id: str) -> User | None:
+        # Checked on every request: a session saved before logout, a password or a role change is refused.
+        with get_db().session(readonly=True) as session:
+            return users.load_session_user(session, session_id)
 
     manager.init_app(app)
     return manager

@@ -78,6 +78,37 @@ def set_password(session: Session, user: User, password: str) -> None:
     user.password_hash = generate_password_hash(password)
     user.failed_logins = 0
     user.locked_until = None
+    end_sessions(user)
+
+
+def set_role(session: Session, user: User, role: str) -> None:
+    """Change a user's role; sessions signed in under the old role end."""
+    if role not in ROLES:
+        raise UserError(f"role must be one of {', '.join(ROLES)}")
+    if user.role != role:
+        user.role = role
+        end_sessions(user)
+
+
+def end_sessions(user: User) -> None:
+    """Invalidate every session cookie issued to user so far (the generation is part of the session id)."""
+    user.session_generation = (user.session_generation or 0) + 1
+
+
+def load_session_user(session: Session, session_id: str) -> User | None:
+    """The active user a session id `user:generation` belongs to, None when stale or malformed."""
+    user_id, sep, generation = str(session_id).partition(":")
+    if not sep or not user_id.isdigit() or not generation.isdigit() or len(user_id) > 18 or len(generation) > 18:
+        return None
+    user = session.get(User, int(user_id))
+    if user is None or not user.active or user.session_generation != int(generation):
+        return None
+    return user
+
+
+def burn_hash_time(password: str) -> None:
+    """Spend one password check's time, so refusals that need none take as long as those that do."""
+    check_password_hash(_DUMMY_HASH, password or "")
 
 
 def get_user(session: Session, user_id: int | str) -> User | None:
@@ -108,6 +139,7 @@ def authenticate(session: Session, username: str, password: str, now: datetime |
         check_password_hash(_DUMMY_HASH, password or "")
         return LoginResult(None)
     if user.locked_until is not None and user.locked_until > now:
+        check_password_hash(_DUMMY_HASH, password or "")  # a locked account answers as slowly as any other
         return LoginResult(None, user.locked_until)
     if not user.active or not check_password_hash(user.password_hash, password or ""):
         user.failed_logins += 1

@@ -5,7 +5,7 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
 from dashboard.db import get_db
@@ -22,11 +22,13 @@ LOCKED = "Too many failed sign-in attempts. Wait a few minutes and try again."
 
 
 def _throttle() -> LoginThrottle:
-    return current_app.extensions.setdefault("login_throttle", LoginThrottle())  # type: ignore[no-any-return]
+    return LoginThrottle(get_db())
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site relative paths are followed after sign-in (no open redirect)."""
+    """Only same-site relative paths are followed after sign-in (no open redirect); control characters are a 400."""
+    if target and any(ord(c) < 32 or ord(c) == 127 for c in target):
+        abort(400)
     if target:
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//") and "\\" not in target:
@@ -46,6 +48,7 @@ def login() -> Any:
         username = form.username.data or ""
         key = LoginThrottle.key(username, request.remote_addr)
         if _throttle().locked_for(key) > 0:
+            users.burn_hash_time(form.password.data or "")  # a lock answers as slowly as a password check
             flash(LOCKED, "error")
             return render_template("login.html", form=form, next_url=next_url), 429
         with get_db().session() as session:
@@ -73,6 +76,11 @@ def logout() -> Any:
     form = ActionForm()
     if not form.validate_on_submit():
         return redirect(url_for("fleet.index"))
+    if current_user.is_authenticated:
+        with get_db().session() as session:
+            user = users.get_user(session, current_user.id)
+            if user is not None:
+                users.end_sessions(user)
     logout_user()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))

@@ -1,71 +1,68 @@
-"""Per username+address throttling of failed logins, the same for known and unknown usernames."""
+"""Throttling of failed sign-ins per username, in the database so every web worker shares it.
+
+Known and unknown usernames are counted, locked and answered alike, so neither the message, the status,
+the number of tries nor the address an attacker comes from tells which usernames exist.
+"""
 from __future__ import annotations
 
-import threading
-import time
+import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from dashboard.db import Database
+from dashboard.models import LoginThrottleEntry, utcnow
 
 FREE_ATTEMPTS = 5
-BASE_LOCK_S = 30.0
-MAX_LOCK_S = 15 * 60.0
-FORGET_AFTER_S = 60 * 60.0
-MAX_KEYS = 50_000
+BASE_LOCK = timedelta(seconds=30)
+MAX_LOCK = timedelta(minutes=15)
+FORGET_AFTER = timedelta(hours=1)
 
 
-@dataclass
-class _Record:
-    failures: int = 0
-    locked_until: float = 0.0
-    last_failure: float = 0.0
+def lock_for(failures: int, free_attempts: int = FREE_ATTEMPTS) -> timedelta:
+    """Lock after this many consecutive failures: none before free_attempts, then doubling, capped."""
+    if failures < free_attempts:
+        return timedelta(0)
+    return min(BASE_LOCK * 2 ** min(failures - free_attempts, 16), MAX_LOCK)
 
 
 class LoginThrottle:
-    """Counts consecutive failures per key; after FREE_ATTEMPTS the key is locked, doubling each time.
+    """Counts consecutive failures per username key; after FREE_ATTEMPTS the key is locked, doubling each time."""
 
-    The account lock in the users service only exists for real users; this one also locks unknown
-    usernames, so the lock message itself does not tell an attacker which usernames exist.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic, free_attempts: int = FREE_ATTEMPTS) -> None:
+    def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow, free_attempts: int = FREE_ATTEMPTS) -> None:
+        self._db = db
         self._clock = clock
         self._free = free_attempts
-        self._records: dict[str, _Record] = {}
-        self._lock = threading.Lock()
 
     @staticmethod
-    def key(username: str, address: str | None) -> str:
-        """The throttling key of a login attempt."""
-        return f"{username.strip().lower()}|{address or '-'}"
+    def key(username: str, address: str | None = None) -> str:
+        """The throttling key of a login attempt: the username alone (hashed), whichever address it comes from."""
+        return hashlib.sha256(username.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()
 
     def locked_for(self, key: str) -> float:
         """Seconds left on key's lock, 0 when it may try."""
-        with self._lock:
-            record = self._records.get(key)
-            return max(0.0, record.locked_until - self._clock()) if record else 0.0
+        with self._db.session(readonly=True) as session:
+            locked_until = session.scalar(select(LoginThrottleEntry.locked_until).where(LoginThrottleEntry.key == key))
+        return max(0.0, (locked_until - self._clock()).total_seconds()) if locked_until else 0.0
 
     def failure(self, key: str) -> None:
         """Count a failed attempt and lock the key once it is past its free attempts."""
         now = self._clock()
-        with self._lock:
-            self._forget_old(now)
-            record = self._records.setdefault(key, _Record())
-            record.failures += 1
-            record.last_failure = now
-            if record.failures >= self._free:
-                lock = min(BASE_LOCK_S * 2 ** (record.failures - self._free), MAX_LOCK_S)
-                record.locked_until = now + lock
+        with self._db.session() as session:
+            session.execute(delete(LoginThrottleEntry).where(LoginThrottleEntry.last_failure < now - FORGET_AFTER))
+            dialect = session.get_bind().dialect.name
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            session.execute(insert(LoginThrottleEntry).values(key=key, failures=0, last_failure=now)
+                            .on_conflict_do_nothing(index_elements=["key"]))
+            entry = session.scalars(select(LoginThrottleEntry).where(LoginThrottleEntry.key == key).with_for_update()).one()
+            entry.failures += 1
+            entry.last_failure = now
+            lock = lock_for(entry.failures, self._free)
+            entry.locked_until = now + lock if lock else None
 
     def success(self, key: str) -> None:
         """Forget a key's failures after a good login."""
-        with self._lock:
-            self._records.pop(key, None)
-
-    def _forget_old(self, now: float) -> None:
-        """Drop stale records so memory stays bounded under a spray of usernames."""
-        if len(self._records) < MAX_KEYS:
-            return
-        for key in [k for k, r in self._records.items() if now - r.last_failure > FORGET_AFTER_S]:
-            del self._records[key]
-        while len(self._records) >= MAX_KEYS:
-            self._records.pop(next(iter(self._records)))
+        with self._db.session() as session:
+            session.execute(delete(LoginThrottleEntry).where(LoginThrottleEntry.key == key))
