@@ -13,6 +13,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from contracts.confs import Confs, load_confs
 from dashboard.db import Database
+from dashboard.state_files import private_dir, sqlite_files, warn_if_loose
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def load_secret_key(path: Path) -> str:
         key = path.read_text().strip()
         if key:
             return key
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     key = secrets.token_hex(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -40,6 +41,18 @@ def load_secret_key(path: Path) -> str:
 def database_url(confs: Confs) -> str:
     """DATABASE_URL env overrides confs.json's dashboard.database_url."""
     return os.environ.get("DATABASE_URL") or confs.dashboard.database_url
+
+
+def _state_paths(app: Flask, db: Database) -> list[Path]:
+    """Folders and files holding secrets or results, checked for loose modes at start."""
+    paths = [Path(app.config["PACKAGE_DIR"])]
+    key_file = Path(app.config["CONFS"].dashboard.secret_key_file)
+    if not os.environ.get("SECRET_KEY"):
+        paths += [key_file.parent, key_file]
+    database = db.engine.url.database if db.dialect == "sqlite" else None
+    if database and database != ":memory:":
+        paths += [Path(database).parent, *sqlite_files(database)]
+    return paths
 
 
 def create_app(confs: Confs | None = None, **overrides: Any) -> Flask:
@@ -68,6 +81,8 @@ def create_app(confs: Confs | None = None, **overrides: Any) -> Flask:
 
     db = app.config.get("DATABASE") or Database(app.config["DATABASE_URL"])
     app.extensions["db"] = db
+    private_dir(app.config["PACKAGE_DIR"])
+    warn_if_loose(_state_paths(app, db))
 
     from dashboard import limits
 

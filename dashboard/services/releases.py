@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 from contracts.model_package import PackageError, parse_public_key, read_manifest, sha256_file, version_key
 from dashboard.models import ModelRelease
 from dashboard.services import audit
+from dashboard.state_files import FILE_MODE, private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +75,10 @@ def register_package(
     session.add(release)
     session.flush()
     target = Path(package_dir).resolve() / str(release.id) / release.filename
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent)
     partial = target.with_name(target.name + ".partial")
     shutil.copyfile(source, partial)
+    os.chmod(partial, FILE_MODE)
     partial.replace(target)
     audit.record(session, actor, "release.register", f"{release.name} {release.version}",
                  {"release_id": release.id, "sha256": digest, "size": size}, remote_addr)
