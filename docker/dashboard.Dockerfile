@@ -25,5 +25,5 @@ EXPOSE 5000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "/usr/local/bin/healthcheck.py", "http://127.0.0.1:5000/login", "200"]
 ENTRYPOINT ["/bin/sh", "/usr/local/bin/entrypoint-dashboard.sh"]
-CMD ["gunicorn", "--bind", "0.0.0.0:5000", "--worker-class", "gthread", "--workers", "2", "--threads", "8", \
+CMD ["gunicorn", "--config", "python:dashboard.gunicorn_conf", "--bind", "0.0.0.0:5000", "--workers", "2", \
      "--access-logfile", "-", "dashboard:create_app()"]

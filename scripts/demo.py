@@ -130,8 +130,8 @@ def start_dashboard(stack: Stack, confs: Confs, mqtt_port: int, broker_dir: Path
     run_cli(flask + ["register-model", str(package)], env, "registering the released model")
     stack.start("dashboard-ingest", [PYTHON, "-m", "dashboard.ingest", "--confs", str(confs_path)], env)
     web = stack.start("dashboard-web", [
-        PYTHON, "-m", "gunicorn", "--bind", f"127.0.0.1:{http_port}", "--workers", "1", "--threads", "8",
-        "--worker-class", "gthread", "--timeout", "60", "dashboard:create_app()",
+        PYTHON, "-m", "gunicorn", "--config", "python:dashboard.gunicorn_conf", "--bind", f"127.0.0.1:{http_port}",
+        "--workers", "1", "dashboard:create_app()",
     ], env)
     wait_for_port(http_port, web, "dashboard web app", stack.log_path("dashboard-web"), timeout=60)
     return tokens, admin_password, http_port

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, request, stream_with_context
+from flask_login import current_user
 from sqlalchemy import select
 
 from dashboard.db import Database, get_db
 from dashboard.limits import db_int
 from dashboard.models import Rollout, RolloutTarget
+from dashboard.services.results import verdict
 from dashboard.web import queries
 from dashboard.web.common import offline_after_s, require_login, utc_now
 from dashboard.web.results import parse_filters
@@ -22,6 +25,38 @@ DEFAULT_LIFETIME_S = 55.0
 DEFAULT_POLL_S = 1.0
 KEEPALIVE_S = 15.0
 RECONNECT_MS = 1500
+# Open streams one user may hold per worker, and in all per worker: a viewer's tabs cannot exhaust the server.
+DEFAULT_MAX_PER_USER = 6
+DEFAULT_MAX_TOTAL = 400
+_open: dict[str, int] = {}
+_open_lock = threading.Lock()
+
+
+def _take_slot(user: str) -> bool:
+    """Count one more open stream for user, unless that would pass a bound."""
+    per_user = int(current_app.config.get("SSE_MAX_PER_USER", DEFAULT_MAX_PER_USER))
+    total = int(current_app.config.get("SSE_MAX_TOTAL", DEFAULT_MAX_TOTAL))
+    with _open_lock:
+        if _open.get(user, 0) >= per_user or sum(_open.values()) >= total:
+            return False
+        _open[user] = _open.get(user, 0) + 1
+        return True
+
+
+def _release_slot(user: str) -> None:
+    with _open_lock:
+        left = _open.get(user, 0) - 1
+        if left > 0:
+            _open[user] = left
+        else:
+            _open.pop(user, None)
+
+
+def _too_many() -> Response:
+    """429 with a Retry-After a browser's EventSource honours by retrying later."""
+    response = Response("too many open live streams\n", status=429, mimetype="text/plain")
+    response.headers["Retry-After"] = "30"
+    return response
 
 
 def sse(event: str, data: dict[str, Any], event_id: int | str | None = None) -> str:
@@ -34,6 +69,15 @@ def _stream(poll: Callable[[], list[str]]) -> Response:
     """Run poll every interval for the configured lifetime, sending what it returns and keep-alives."""
     lifetime = float(current_app.config.get("SSE_LIFETIME_S", DEFAULT_LIFETIME_S))
     interval = float(current_app.config.get("SSE_POLL_S", DEFAULT_POLL_S))
+    user = str(current_user.get_id()).partition(":")[0]
+    if not _take_slot(user):
+        return _too_many()
+    released = threading.Event()
+
+    def release() -> None:
+        if not released.is_set():
+            released.set()
+            _release_slot(user)
 
     def generate() -> Iterator[str]:
         yield f"retry: {RECONNECT_MS}\n\n"
@@ -51,11 +95,13 @@ def _stream(poll: Callable[[], list[str]]) -> Response:
                 return
             time.sleep(interval)
 
-    return Response(
+    response = Response(
         stream_with_context(generate()),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+    response.call_on_close(release)
+    return response
 
 
 @bp.route("/fleet")
@@ -108,6 +154,9 @@ def result_event(row: Any) -> dict[str, Any]:
         "device_id": row.device_id,
         "sample_id": row.sample_id,
         "label": row.label,
+        "verdict": verdict(row),
+        "out_of_distribution": bool(row.out_of_distribution),
+        "ood_score": None if row.ood_score is None else f"{row.ood_score:.2f}",
         "confidence": f"{row.confidence:.3f}",
         "uncertain": bool(row.uncertain),
         "model_version": row.model_version,
