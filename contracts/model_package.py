@@ -335,19 +335,49 @@ def _unpack_into(path: Path, dest: Path, trusted_keys: Sequence[Ed25519PublicKey
             for required in (MANIFEST_NAME, SIGNATURE_NAME):
                 if required not in by_name:
                     raise PackageError(f"package has no {required}")
-            if by_name[MANIFEST_NAME].size > limits.max_manifest_bytes:
+            if by_name[MANIFEST_NAME].size > limits.max_manifest_bytes or by_name[SIGNATURE_NAME].size > _MAX_SIGNATURE_BYTES:
                 raise PackageError("manifest is too large")
-            for member in members:
-                _copy_member(archive, member, dest / member.name, member.size)
+            # Signature first, in memory: nothing of an unsigned or mis-signed upload reaches the disk.
+            body = _read_member(archive, by_name[MANIFEST_NAME], limits.max_manifest_bytes)
+            signature = _read_member(archive, by_name[SIGNATURE_NAME], _MAX_SIGNATURE_BYTES)
+            _verify_signature(body, signature, trusted_keys)
+            manifest = _parse_manifest(body)
+            _check_listed(manifest, by_name)
+            (dest / MANIFEST_NAME).write_bytes(body)
+            (dest / SIGNATURE_NAME).write_bytes(signature)
+            for name, entry in manifest.files.items():
+                _copy_member(archive, by_name[name], dest / name, entry.size)
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         if isinstance(exc, PackageError):
             raise
         raise PackageError(f"not a readable package archive: {exc}") from None
-    body = (dest / MANIFEST_NAME).read_bytes()
-    _verify_signature(body, (dest / SIGNATURE_NAME).read_bytes(), trusted_keys)
-    manifest = _parse_manifest(body)
     _verify_files(manifest, dest, set(by_name) - {MANIFEST_NAME, SIGNATURE_NAME})
     return manifest
+
+
+_MAX_SIGNATURE_BYTES = 4096
+
+
+def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo, limit: int) -> bytes:
+    """A small member's bytes, never more than limit."""
+    source = archive.extractfile(member)
+    if source is None:
+        raise PackageError(f"member {member.name!r} cannot be read")
+    data = source.read(limit + 1)
+    if len(data) > limit:
+        raise PackageError(f"member {member.name!r} is larger than {limit} bytes")
+    return data
+
+
+def _check_listed(manifest: Manifest, by_name: dict[str, tarfile.TarInfo]) -> None:
+    """Before unpacking: the archive holds exactly the signed manifest's files, each of its signed size."""
+    present = set(by_name) - {MANIFEST_NAME, SIGNATURE_NAME}
+    if present != set(manifest.files):
+        raise PackageError(f"archive files {sorted(present)} differ from the manifest's {sorted(manifest.files)}")
+    for name, entry in manifest.files.items():
+        _check_member_name(name)
+        if by_name[name].size != entry.size:
+            raise PackageError(f"file {name!r} does not match its manifest size")
 
 
 def _verify_files(manifest: Manifest, root: Path, present: set[str]) -> None:
