@@ -84,6 +84,11 @@ class DashboardConfs(_Section):
     secret_key_file: str = Field("var/dashboard/secret_key", description="git-ignored; created on first start")
     package_dir: str = Field("var/dashboard/packages", description="where uploaded model packages are kept")
     offline_after_s: float = Field(60.0, gt=0, description="a node silent this long is shown stale")
+    ood_alert_share: float = Field(
+        0.2, gt=0, le=1, description="a node whose share of out-of-distribution results exceeds this raises an alert"
+    )
+    ood_alert_window: int = Field(50, ge=1, description="how many of a node's latest results that share is taken over")
+    ood_alert_min_results: int = Field(10, ge=1, description="fewest recent results before the share can raise an alert")
 
 
 class SplitConfs(_Section):

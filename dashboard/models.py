@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -65,10 +65,15 @@ class Device(Base):
     uptime_s: Mapped[float | None]
     inference_count: Mapped[int | None]
     telemetry_at: Mapped[datetime | None]
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    runtime: Mapped[str | None] = mapped_column(String(16))
+    inference_device: Mapped[str | None] = mapped_column(String(64))
+    precision: Mapped[str | None] = mapped_column(String(8))
+    serving_at: Mapped[datetime | None]
 
 
 class StatusChange(Base):
-    """A Status message: ONLINE or OFFLINE, with versions."""
+    """A Status message: ONLINE, OFFLINE or NO_MODEL (with its reason), with versions."""
 
     __tablename__ = "status_changes"
     __table_args__ = (Index("ix_status_device_sent", "device_id", "sent_at"),)
@@ -79,6 +84,7 @@ class StatusChange(Base):
     state: Mapped[str] = mapped_column(String(16))
     model_version: Mapped[str | None] = mapped_column(String(32))
     software_version: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -125,6 +131,8 @@ class Classification(Base):
     model_version: Mapped[str] = mapped_column(String(32))
     inference_ms: Mapped[float]
     uncertain: Mapped[bool] = mapped_column(Boolean)
+    out_of_distribution: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    ood_score: Mapped[float | None]
     sent_at: Mapped[datetime]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 

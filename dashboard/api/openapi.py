@@ -11,11 +11,30 @@ _OK = {"200": {"description": "OK"}, "401": {"description": "missing or invalid 
 _ADMIN = {**_OK, "400": {"description": "invalid request"}, "403": {"description": "needs an admin token"}}
 
 
-def _op(summary: str, params: list[dict[str, Any]] | None = None, admin: bool = False, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "parameters": params or [], "responses": _ADMIN if admin else _OK}
+def _op(summary: str, params: list[dict[str, Any]] | None = None, admin: bool = False, body: dict[str, Any] | None = None,
+        responses: dict[str, Any] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "parameters": params or [], "responses": responses or (_ADMIN if admin else _OK)}
     if body:
         op["requestBody"] = {"required": True, "content": body}
     return op
+
+
+def _results_responses() -> dict[str, Any]:
+    """The results list's 200 body: `verdict` is what to read; label and probabilities stay for analysis."""
+    number, text, flag = {"type": "number"}, {"type": "string"}, {"type": "boolean"}
+    result = {"type": "object", "properties": {
+        "message_id": text, "device": text, "sample_id": text, "image_sha256": text,
+        "verdict": {"type": "string", "description": "the label, or 'needs review: outside what this model was "
+                    "trained on' when out_of_distribution is true: such a result is never a diagnosis"},
+        "label": {"type": "string", "description": "the model's top class, whatever the verdict"},
+        "out_of_distribution": {"type": "boolean", "description": "the input is unlike the model's training data"},
+        "ood_score": {"type": "number", "nullable": True, "description": "higher = further from the training data"},
+        "confidence": number, "probabilities": {"type": "object", "additionalProperties": number},
+        "model_version": text, "inference_ms": number, "uncertain": flag, "sent_at": {"type": "string", "format": "date-time"}}}
+    body = {"type": "object", "properties": {"page": {"type": "integer"}, "per_page": {"type": "integer"},
+                                             "has_next": flag, "results": {"type": "array", "items": result}}}
+    return {**_OK, "200": {"description": "OK", "content": {"application/json": {"schema": body}}},
+            "400": {"description": "invalid filter"}}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -34,7 +53,8 @@ def openapi_document() -> dict[str, Any]:
         "/results": {"get": _op("Classification results", [
             _Q("device"), _Q("label"), _Q("min_confidence", "number"), _Q("max_confidence", "number"),
             _Q("since", fmt="date-time"), _Q("until", fmt="date-time"), _Q("uncertain", "boolean"),
-            _Q("page", "integer"), _Q("per_page", "integer")])},
+            _Q("out_of_distribution", "boolean"), _Q("page", "integer"), _Q("per_page", "integer")],
+            responses=_results_responses())},
         "/alerts": {"get": _op("Alerts", [_Q("open", "boolean")])},
         "/alerts/{alert_id}/ack": {"post": _op("Acknowledge an alert", [_ID("alert_id")], admin=True)},
         "/releases": {"get": _op("Model releases"), "post": _op("Upload a signed package", admin=True, body=upload_body)},

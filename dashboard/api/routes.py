@@ -117,13 +117,14 @@ def device_telemetry(device_id: str) -> Response:
 @api_auth()
 def list_results() -> Response:
     """Classification results, newest first, filtered and paginated."""
-    uncertain = request.args.get("uncertain")
-    if uncertain not in (None, "", "true", "false"):
-        raise BadRequest("uncertain must be true or false")
+    uncertain, ood = request.args.get("uncertain"), request.args.get("out_of_distribution")
+    if uncertain not in (None, "", "true", "false") or ood not in (None, "", "true", "false"):
+        raise BadRequest("uncertain and out_of_distribution must be true or false")
     f = results.ResultFilter(
         device=request.args.get("device") or None, label=request.args.get("label") or None,
         min_confidence=_number("min_confidence"), max_confidence=_number("max_confidence"),
         since=_when("since"), until=_when("until"), uncertain=None if not uncertain else uncertain == "true",
+        out_of_distribution=None if not ood else ood == "true",
     )
     page = max(1, _number("page", int, 1))
     if page > MAX_PAGE:

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     worker = IngestWorker(settings, BatchWriter(db))
     engine = None if args.no_engine else RolloutEngine(db, MqttCommandPublisher(worker.client, app_id), confs.dashboard.public_url)
-    rules = AlertRules()
+    rules = AlertRules.from_confs(confs.dashboard)
     worker.tick = engine.tick if engine is not None else None
 
     def evaluate_alerts() -> None:

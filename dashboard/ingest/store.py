@@ -76,7 +76,8 @@ def _row(accepted: Accepted, now: datetime) -> tuple[Any, dict[str, Any]]:
         return Classification.__table__, base | {
             "sample_id": m.sample_id, "image_sha256": m.image_sha256, "label": m.label, "confidence": m.confidence,
             "probabilities": dict(m.probabilities), "model_version": m.model_version, "inference_ms": m.inference_ms,
-            "uncertain": m.uncertain, "received_at": now,
+            "uncertain": m.uncertain, "out_of_distribution": m.out_of_distribution, "ood_score": m.ood_score,
+            "received_at": now,
         }
     if isinstance(m, LifeMessage):
         return Telemetry.__table__, base | {
@@ -87,7 +88,7 @@ def _row(accepted: Accepted, now: datetime) -> tuple[Any, dict[str, Any]]:
     if isinstance(m, StatusMessage):
         return StatusChange.__table__, base | {
             "state": m.state.value, "model_version": m.model_version, "software_version": m.software_version,
-            "received_at": now,
+            "reason": m.reason, "received_at": now,
         }
     if isinstance(m, WarningMessage):
         return WarningEvent.__table__, base | {
@@ -181,8 +182,11 @@ class BatchWriter:
                 device.state, device.status_at = m.state.value, max(changed_at, m.sent_at)
                 device.status_session = m.session_started or m.sent_at
                 device.software_version = m.software_version
+                device.state_reason = m.reason if m.state is NodeState.NO_MODEL else None
                 if m.model_version:
                     device.model_version = m.model_version
+                if m.state is not NodeState.OFFLINE:
+                    _apply_serving(device, m)
             return True
         if isinstance(m, LifeMessage):
             if device.telemetry_at is None or m.sent_at >= device.telemetry_at:
@@ -192,6 +196,7 @@ class BatchWriter:
                     setattr(device, name, getattr(m, name))
                 if m.model_version:
                     device.model_version = m.model_version
+            _apply_serving(device, m)
             return False
         if isinstance(m, WarningMessage) and m.code in EVENT_ALERT_CODES:
             alerts.raise_event_alert(session, device.id, EVENT_ALERT_CODES[m.code], "critical", m.message)
@@ -210,7 +215,7 @@ class _SqliteInsertIgnore:
     and with paho's thread busy each of a thousand re-acquisitions waits for a switch interval.
     """
 
-    CHUNK_ROWS = 500  # 500 rows x 12 columns stays far below SQLite's 32,766 variables
+    CHUNK_ROWS = 500  # 500 rows x 14 columns stays far below SQLite's 32,766 variables
 
     def __init__(self, table: Any, dialect: Dialect) -> None:
         self.columns = [column.key for column in table.columns if column.key != "id"]
@@ -262,6 +267,16 @@ def _inserted_ids(session: Session, table: Any, rows: list[dict[str, Any]]) -> l
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(table).on_conflict_do_nothing(index_elements=["message_id"]).returning(table.c.message_id)
     return list(session.scalars(statement, rows))
+
+
+def _apply_serving(device: Device, m: StatusMessage | LifeMessage) -> None:
+    """Record where and how the node runs its model; the latest report (Status or Life) wins."""
+    if m.runtime is None and m.inference_device is None and m.precision is None:
+        return  # older nodes say nothing about it: keep what is known
+    if device.serving_at is not None and m.sent_at < device.serving_at:
+        return
+    device.serving_at = m.sent_at
+    device.runtime, device.inference_device, device.precision = m.runtime, m.inference_device, m.precision
 
 
 def _apply_update(session: Session, device: Device, m: UpdateMessage) -> None:

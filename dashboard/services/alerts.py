@@ -1,10 +1,11 @@
-"""Alert rules (offline, hot, disk full, self-test or OTA failure, rising uncertainty) and acknowledgement."""
+"""Alert rules (offline, no model, hot, disk full, self-test or OTA failure, rising uncertainty or OOD share) and acknowledgement."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,7 +14,7 @@ from dashboard.models import Alert, Classification, Device, utcnow
 from dashboard.services import audit
 
 logger = logging.getLogger(__name__)
-CONDITION_KINDS = ("offline", "temperature", "disk", "uncertain_share")
+CONDITION_KINDS = ("offline", "no_model", "temperature", "disk", "uncertain_share", "ood_share")
 EVENT_KINDS = ("self_test_failed", "model_error", "ota_failed")
 
 
@@ -27,6 +28,15 @@ class AlertRules:
     uncertain_share: float = 0.3
     uncertain_window: int = 50
     uncertain_min_results: int = 20
+    ood_share: float = 0.2
+    ood_window: int = 50
+    ood_min_results: int = 10
+
+    @classmethod
+    def from_confs(cls, dashboard: Any) -> "AlertRules":
+        """The defaults, with the OOD-share limits of confs.json's dashboard section."""
+        return cls(ood_share=dashboard.ood_alert_share, ood_window=dashboard.ood_alert_window,
+                   ood_min_results=dashboard.ood_alert_min_results)
 
 
 def _open_alert(session: Session, device_id: str | None, kind: str) -> Alert | None:
@@ -59,12 +69,13 @@ def _open_alerts(session: Session) -> OpenAlerts:
 
 
 def _set_condition(
-    session: Session, standing: OpenAlerts, device_id: str, kind: str, active: bool, message: str, now: datetime
+    session: Session, standing: OpenAlerts, device_id: str, kind: str, active: bool, message: str, now: datetime,
+    severity: str = "warning",
 ) -> None:
     """Open or refresh the alert while a condition holds; resolve it when it clears."""
     alert = standing.get((device_id, kind))
     if active and alert is None:
-        alert = Alert(device_id=device_id, kind=kind, severity="warning", message=message, created_at=now, updated_at=now)
+        alert = Alert(device_id=device_id, kind=kind, severity=severity, message=message, created_at=now, updated_at=now)
         session.add(alert)
         standing[(device_id, kind)] = alert
         logger.warning("alert %s on %s: %s", kind, device_id, message)
@@ -75,19 +86,43 @@ def _set_condition(
         del standing[(device_id, kind)]
 
 
-def _uncertain_shares(session: Session, device_id: str, window: int) -> tuple[float | None, float | None]:
-    """Share of uncertain results among the node's latest `window` results, and among the `window` before."""
-    flags = list(
-        session.scalars(
-            select(Classification.uncertain)
-            .where(Classification.device_id == device_id)
-            .order_by(Classification.sent_at.desc())
-            .limit(2 * window)
-        )
+def _share(flags: list[bool]) -> float | None:
+    """Share of true flags, None when there are none."""
+    return sum(flags) / len(flags) if flags else None
+
+
+def _recent_flags(session: Session, device_id: str, rules: AlertRules) -> list[tuple[bool, bool]]:
+    """(uncertain, out_of_distribution) of the node's latest results, newest first: one query for both rules."""
+    limit = max(2 * rules.uncertain_window, rules.uncertain_min_results, rules.ood_window, rules.ood_min_results)
+    query = (
+        select(Classification.uncertain, Classification.out_of_distribution)
+        .where(Classification.device_id == device_id)
+        .order_by(Classification.sent_at.desc())
+        .limit(limit)
     )
-    recent, previous = flags[:window], flags[window:]
-    share = lambda items: sum(items) / len(items) if items else None  # noqa: E731
-    return share(recent), share(previous)
+    return [(bool(u), bool(o)) for u, o in session.execute(query)]
+
+
+def _no_model(session: Session, standing: OpenAlerts, device: Device, now: datetime) -> None:
+    """Critical while the node says it serves no model; going offline meanwhile does not clear it, serving does."""
+    held = device.state == "OFFLINE" and (device.id, "no_model") in standing
+    _set_condition(
+        session, standing, device.id, "no_model", device.state == "NO_MODEL" or held,
+        f"serves no model: {device.state_reason or 'no reason given'}", now, severity="critical",
+    )
+
+
+def _ood_share(session: Session, standing: OpenAlerts, device_id: str, flags: list[tuple[bool, bool]],
+               rules: AlertRules, now: datetime) -> None:
+    """Open while more than the allowed share of the node's latest results are out of distribution."""
+    recent = [ood for _, ood in flags[:rules.ood_window]]
+    share = _share(recent)
+    high = len(recent) >= rules.ood_min_results and share is not None and share > rules.ood_share
+    _set_condition(
+        session, standing, device_id, "ood_share", high,
+        f"{(share or 0):.0%} of the latest {len(recent)} results out of distribution (needs review; "
+        f"limit {rules.ood_share:.0%})", now,
+    )
 
 
 def evaluate(session: Session, rules: AlertRules, now: datetime | None = None) -> None:
@@ -105,10 +140,12 @@ def evaluate(session: Session, rules: AlertRules, now: datetime | None = None) -
         _set_condition(session, standing, device.id, "temperature", hot, f"temperature {device.temperature_c} °C over {rules.max_temperature_c}", now)
         full = device.disk_percent is not None and device.disk_percent > rules.max_disk_percent
         _set_condition(session, standing, device.id, "disk", full, f"disk {device.disk_percent}% over {rules.max_disk_percent}%", now)
-        recent, previous = _uncertain_shares(session, device.id, rules.uncertain_window)
-        enough = recent is not None and session.scalar(
-            select(Classification.id).where(Classification.device_id == device.id).offset(rules.uncertain_min_results - 1).limit(1)
-        ) is not None
+        _no_model(session, standing, device, now)
+        flags = _recent_flags(session, device.id, rules)
+        uncertain = [u for u, _ in flags]
+        recent = _share(uncertain[:rules.uncertain_window])
+        previous = _share(uncertain[rules.uncertain_window:2 * rules.uncertain_window])
+        enough = recent is not None and len(flags) >= rules.uncertain_min_results
         high = enough and recent is not None and recent > rules.uncertain_share
         rising = high and (previous is None or recent > previous)
         # Raised when the share rises past the limit; held while it stays above it, even once it
@@ -118,6 +155,7 @@ def evaluate(session: Session, rules: AlertRules, now: datetime | None = None) -
             session, standing, device.id, "uncertain_share", bool(rising or held),
             f"{(recent or 0):.0%} of recent results uncertain (before: {'-' if previous is None else f'{previous:.0%}'})", now,
         )
+        _ood_share(session, standing, device.id, flags, rules, now)
 
 
 def acknowledge(session: Session, alert_id: int, actor: str, remote_addr: str | None = None) -> Alert:

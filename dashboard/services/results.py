@@ -13,7 +13,21 @@ from sqlalchemy.orm import Session
 from dashboard.models import Classification
 
 MAX_PER_PAGE = 500
-CSV_COLUMNS = ("sent_at", "device_id", "sample_id", "label", "confidence", "uncertain", "model_version", "inference_ms", "message_id")
+CSV_COLUMNS = (
+    "sent_at", "device_id", "sample_id", "verdict", "label", "confidence", "uncertain", "out_of_distribution", "ood_score",
+    "model_version", "inference_ms", "message_id",
+)
+NEEDS_REVIEW = "needs review: outside what this model was trained on"
+
+
+def verdict(result: Classification) -> str:
+    """What a result says: its label, or "needs review" when the input is unlike the training data."""
+    return NEEDS_REVIEW if result.out_of_distribution else result.label
+
+
+def ood_score_text(result: Classification) -> str:
+    """The OOD score for a table cell; empty when the model has no detector."""
+    return "" if result.ood_score is None else f"{result.ood_score:.4f}"
 
 
 @dataclass(frozen=True)
@@ -27,6 +41,7 @@ class ResultFilter:
     since: datetime | None = None
     until: datetime | None = None
     uncertain: bool | None = None
+    out_of_distribution: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,8 @@ def _filtered(query: Select[Any], f: ResultFilter) -> Select[Any]:
         query = query.where(Classification.sent_at < f.until)
     if f.uncertain is not None:
         query = query.where(Classification.uncertain.is_(f.uncertain))
+    if f.out_of_distribution is not None:
+        query = query.where(Classification.out_of_distribution.is_(f.out_of_distribution))
     return query
 
 
@@ -82,17 +99,20 @@ def iter_results(session: Session, f: ResultFilter, batch: int = 1000) -> Iterat
 def csv_row(result: Classification) -> list[str]:
     """A result as CSV cells, in CSV_COLUMNS order; cells starting with formula characters are defused."""
     cells = [
-        result.sent_at.isoformat(), result.device_id, result.sample_id, result.label, f"{result.confidence:.4f}",
-        "1" if result.uncertain else "0", result.model_version, f"{result.inference_ms:.2f}", result.message_id,
+        result.sent_at.isoformat(), result.device_id, result.sample_id, verdict(result), result.label,
+        f"{result.confidence:.4f}", "1" if result.uncertain else "0", "1" if result.out_of_distribution else "0",
+        ood_score_text(result), result.model_version, f"{result.inference_ms:.2f}", result.message_id,
     ]
     return ["'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell for cell in cells]
 
 
 def to_dict(result: Classification) -> dict[str, Any]:
-    """A result as JSON-ready data."""
+    """A result as JSON-ready data; `verdict` is the label, or "needs review" for an out-of-distribution input."""
     return {
         "message_id": result.message_id, "device": result.device_id, "sample_id": result.sample_id,
-        "image_sha256": result.image_sha256, "label": result.label, "confidence": result.confidence,
+        "image_sha256": result.image_sha256, "verdict": verdict(result), "label": result.label,
+        "out_of_distribution": bool(result.out_of_distribution), "ood_score": result.ood_score,
+        "confidence": result.confidence,
         "probabilities": result.probabilities, "model_version": result.model_version,
         "inference_ms": result.inference_ms, "uncertain": result.uncertain, "sent_at": result.sent_at.isoformat(),
     }

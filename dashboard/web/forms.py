@@ -77,6 +77,11 @@ class ResultFilterForm(FlaskForm):
         "Uncertain", choices=options(("", "Any"), ("yes", "Uncertain only"), ("no", "Certain only")), default="",
         validate_choice=False,
     )
+    ood = SelectField(
+        "Out of distribution",
+        choices=options(("", "Any"), ("yes", "Needs review only"), ("no", "In distribution only")), default="",
+        validate_choice=False,
+    )
     since = DateTimeLocalField("From", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"], validators=[Optional()])
     until = DateTimeLocalField("To", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"], validators=[Optional()])
     per_page = SelectField("Per page", choices=PER_PAGE_CHOICES, coerce=int, default=50, validate_choice=False)

@@ -39,6 +39,16 @@ class NodeRow:
     memory: float | None
     temperature: float | None
     outbox: int | None
+    reason: str | None = None
+    runtime: str | None = None
+    inference_device: str | None = None
+    precision: str | None = None
+
+    @property
+    def serving(self) -> str | None:
+        """Runtime, device and precision as one short text (openvino · CPU · f32), None when unknown."""
+        parts = [part for part in (self.runtime, self.inference_device, self.precision) if part]
+        return " · ".join(parts) if parts else None
 
     def as_event(self) -> dict[str, Any]:
         """JSON-ready form for the fleet stream."""
@@ -53,6 +63,11 @@ class NodeRow:
             "memory": None if self.memory is None else round(self.memory),
             "temperature": None if self.temperature is None else round(self.temperature, 1),
             "outbox": self.outbox,
+            "reason": self.reason,
+            "runtime": self.runtime,
+            "inference_device": self.inference_device,
+            "precision": self.precision,
+            "serving": self.serving,
         }
 
 
@@ -71,6 +86,10 @@ def node_row(device: Device, now: datetime, offline_after_s: float) -> NodeRow:
         memory=device.memory_percent,
         temperature=device.temperature_c,
         outbox=device.outbox_depth,
+        reason=device.state_reason if device.state == "NO_MODEL" else None,
+        runtime=device.runtime,
+        inference_device=device.inference_device,
+        precision=device.precision,
     )
 
 
@@ -103,6 +122,7 @@ class ResultFilter:
     uncertain: bool | None = None
     since: datetime | None = None
     until: datetime | None = None
+    out_of_distribution: bool | None = None
 
     def apply(self, query: Select[Any]) -> Select[Any]:
         """Add these filters' WHERE clauses to a query over Classification."""
@@ -117,6 +137,8 @@ class ResultFilter:
             conditions.append(Classification.confidence <= self.max_confidence)
         if self.uncertain is not None:
             conditions.append(Classification.uncertain.is_(self.uncertain))
+        if self.out_of_distribution is not None:
+            conditions.append(Classification.out_of_distribution.is_(self.out_of_distribution))
         if self.since is not None:
             conditions.append(Classification.sent_at >= self.since)
         if self.until is not None:

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, render_template, request, stream_with_con
 
 from dashboard.db import get_db
 from dashboard.models import Classification
+from dashboard.services.results import ood_score_text, verdict
 from dashboard.web import queries
 from dashboard.web.common import require_login, utc_now
 from dashboard.web.forms import ResultFilterForm
@@ -18,8 +19,8 @@ from dashboard.web.forms import ResultFilterForm
 bp = require_login(Blueprint("results", __name__))
 
 CSV_COLUMNS = (
-    "id", "sent_at", "received_at", "device_id", "sample_id", "image_sha256", "label", "confidence",
-    "uncertain", "model_version", "inference_ms", "probabilities",
+    "id", "sent_at", "received_at", "device_id", "sample_id", "image_sha256", "verdict", "label", "confidence",
+    "uncertain", "out_of_distribution", "ood_score", "model_version", "inference_ms", "probabilities",
 )
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -33,6 +34,7 @@ def parse_filters(args: Any) -> tuple[ResultFilterForm, queries.ResultFilter, di
         return None if field.errors else field.data
 
     uncertain = {"yes": True, "no": False}.get(ok(form.uncertain) or "")
+    ood = {"yes": True, "no": False}.get(ok(form.ood) or "")
     since, until = ok(form.since), ok(form.until)
     filters = queries.ResultFilter(
         node=(ok(form.node) or "").strip() or None,
@@ -40,12 +42,13 @@ def parse_filters(args: Any) -> tuple[ResultFilterForm, queries.ResultFilter, di
         min_confidence=float(ok(form.min_confidence)) if ok(form.min_confidence) is not None else None,
         max_confidence=float(ok(form.max_confidence)) if ok(form.max_confidence) is not None else None,
         uncertain=uncertain,
+        out_of_distribution=ood,
         since=since.replace(tzinfo=UTC) if isinstance(since, datetime) else None,
         until=until.replace(tzinfo=UTC) if isinstance(until, datetime) else None,
     )
     kept = {
         name: args.get(name)
-        for name in ("node", "label", "min_confidence", "max_confidence", "uncertain", "since", "until")
+        for name in ("node", "label", "min_confidence", "max_confidence", "uncertain", "ood", "since", "until")
         if args.get(name) and not getattr(form, name).errors
     }
     return form, filters, kept
@@ -82,7 +85,9 @@ def _csv_row(row: Classification) -> list[str]:
     values = {
         "id": row.id, "sent_at": row.sent_at.isoformat(), "received_at": row.received_at.isoformat(),
         "device_id": row.device_id, "sample_id": row.sample_id, "image_sha256": row.image_sha256,
-        "label": row.label, "confidence": f"{row.confidence:.6f}", "uncertain": "true" if row.uncertain else "false",
+        "verdict": verdict(row), "label": row.label, "confidence": f"{row.confidence:.6f}",
+        "uncertain": "true" if row.uncertain else "false",
+        "out_of_distribution": "true" if row.out_of_distribution else "false", "ood_score": ood_score_text(row),
         "model_version": row.model_version, "inference_ms": f"{row.inference_ms:.3f}",
         "probabilities": ";".join(f"{k}={v:.6f}" for k, v in sorted(row.probabilities.items())),
     }

@@ -62,13 +62,18 @@
   function updateFleetSummary(root) {
     var rows = root.querySelectorAll("tr[data-node]");
     var online = 0;
-    rows.forEach(function (row) { if (!row.classList.contains("stale")) { online += 1; } });
+    rows.forEach(function (row) {
+      if (!row.classList.contains("stale") && !row.classList.contains("no-model")) { online += 1; }
+    });
     var counts = { total: rows.length, online: online, offline: rows.length - online };
     document.querySelectorAll("[data-summary]").forEach(function (node) {
       var key = node.getAttribute("data-summary");
       if (key in counts) { node.textContent = String(counts[key]); }
     });
   }
+
+  var FLEET_FIELDS = ["last_seen", "zone", "model_version", "runtime", "inference_device", "precision",
+                      "cpu", "memory", "temperature", "outbox"];
 
   var handlers = {
     node: function (root, data) {
@@ -91,24 +96,36 @@
         var b = badge(data.state);
         b.setAttribute("data-badge", "state");
         state.appendChild(b);
+        var why = document.createElement("div");
+        why.className = "reason";
+        why.setAttribute("data-field", "reason");
+        why.hidden = true;
+        state.appendChild(why);
         row.appendChild(state);
-        ["last_seen", "zone", "model_version", "cpu", "memory", "temperature", "outbox"].forEach(function (name) {
+        FLEET_FIELDS.forEach(function (name) {
           var td = cell(null, ["cpu", "memory", "temperature", "outbox"].indexOf(name) >= 0 ? "num" : "");
           td.setAttribute("data-field", name);
           row.appendChild(td);
         });
         body.appendChild(row);
       }
-      var shown = data.stale ? "STALE" : data.state;
+      var noModel = data.state === "NO_MODEL";
+      var shown = data.stale && !noModel ? "STALE" : data.state;
       setBadge(row, "state", data.stale && data.state === "ONLINE" ? "stale" : data.state);
       var b2 = row.querySelector('[data-badge="state"]');
       if (b2) { b2.textContent = shown === "STALE" ? "ONLINE (stale)" : shown; }
-      row.classList.toggle("stale", !!data.stale || data.state !== "ONLINE");
+      row.classList.toggle("no-model", noModel);
+      row.classList.toggle("stale", !noModel && (!!data.stale || data.state !== "ONLINE"));
       var dot2 = row.querySelector("[data-dot]");
-      if (dot2) { dot2.className = "dot " + (data.stale ? "stale" : data.state); }
-      ["last_seen", "zone", "model_version", "cpu", "memory", "temperature", "outbox"].forEach(function (name) {
+      if (dot2) { dot2.className = "dot " + (noModel ? "NO_MODEL" : data.stale ? "stale" : data.state); }
+      FLEET_FIELDS.forEach(function (name) {
         setField(row, name, data[name]);
       });
+      var reason = row.querySelector('[data-field="reason"]');
+      if (reason) {
+        reason.textContent = data.reason || "";
+        reason.hidden = !data.reason;
+      }
       updateFleetSummary(root);
     },
 
@@ -126,11 +143,14 @@
       var sample = cell(data.sample_id, "mono");
       row.appendChild(sample);
       var label = document.createElement("td");
-      label.appendChild(badge("label", null));
-      label.firstChild.textContent = data.label;
+      // An out-of-distribution result is "needs review", never shown as a diagnosis.
+      label.appendChild(badge(data.out_of_distribution ? "review" : "label", null));
+      label.firstChild.textContent = data.verdict;
+      label.firstChild.setAttribute("data-verdict", data.out_of_distribution ? "review" : "label");
       if (data.uncertain) { label.appendChild(document.createTextNode(" ")); label.appendChild(badge("uncertain")); }
       row.appendChild(label);
       row.appendChild(cell(data.confidence, "num"));
+      row.appendChild(cell(data.ood_score, "num"));
       row.appendChild(cell(data.model_version));
       row.appendChild(cell(data.inference_ms, "num"));
       row.classList.add("flash");
