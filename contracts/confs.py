@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from contracts.topics import SEGMENT_PATTERN
 
@@ -53,6 +53,35 @@ class InputsConfs(_Section):
     camera_interval_s: float = Field(5.0, gt=0, description="seconds between camera frames classified")
 
 
+class OpenVinoConfs(_Section):
+    """The OpenVINO runtime (Intel CPUs, integrated GPUs, NPUs)."""
+
+    device: str = Field("CPU", description="CPU, GPU, NPU or AUTO (MYRIAD needs OpenVINO 2022.3 LTS)")
+    cache_dir: str | None = Field(None, description="compiled-model cache; null = openvino-cache beside the model store")
+    num_threads: int | None = Field(None, ge=1, description="inference threads; null = the runtime's choice")
+
+
+OnnxProvider = Literal["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]
+
+
+class OnnxRuntimeConfs(_Section):
+    """The ONNX Runtime (CPU, and NVIDIA GPUs or Jetson boards through CUDA and TensorRT)."""
+
+    providers: list[OnnxProvider] = Field(
+        default_factory=lambda: ["CPUExecutionProvider"], min_length=1,
+        description="execution providers in order of preference; each must be available in the installed build",
+    )
+    num_threads: int | None = Field(None, ge=1, description="intra-op threads; null = the runtime's choice")
+    device_id: int = Field(0, ge=0, description="GPU index for the CUDA and TensorRT providers")
+    trt_cache_dir: str | None = Field(None, description="TensorRT engine cache folder; null disables the cache")
+
+
+class LiteRtConfs(_Section):
+    """The LiteRT (TFLite) runtime, for ARM boards without OpenVINO."""
+
+    num_threads: int | None = Field(None, ge=1, description="interpreter threads; null = the runtime's choice")
+
+
 class EdgeNodeConfs(_Section):
     """One edge node."""
 
@@ -60,7 +89,16 @@ class EdgeNodeConfs(_Section):
     inputs: InputsConfs = Field(default_factory=InputsConfs)
     model_store: str = Field("var/edge/models", description="folder of model slots (active, previous)")
     initial_package: str | None = Field(None, description="package installed when the store is empty")
-    openvino_device: str = Field("CPU", description="CPU, GPU, NPU or AUTO (MYRIAD needs OpenVINO 2022.3 LTS)")
+    runtime: Literal["openvino", "onnxruntime", "litert"] = Field(
+        "openvino", description="inference runtime: openvino, onnxruntime or litert (each has its section below)"
+    )
+    inference_precision: Literal["f32", "bf16", "f16", "auto"] = Field(
+        "f32", description="precision the model runs at; auto = the device's own default"
+    )
+    openvino: OpenVinoConfs = Field(default_factory=OpenVinoConfs)
+    onnxruntime: OnnxRuntimeConfs = Field(default_factory=OnnxRuntimeConfs)
+    litert: LiteRtConfs = Field(default_factory=LiteRtConfs)
+    openvino_device: str | None = Field(None, description="deprecated: use edge_node.openvino.device")
     confidence_threshold: float = Field(0.8, ge=0, le=1, description="below this a result is flagged uncertain")
     life_interval_s: float = Field(10.0, gt=0, description="seconds between Life telemetry messages")
     outbox_path: str = Field("var/edge/outbox.db", description="SQLite file of results not yet acknowledged")
@@ -72,6 +110,12 @@ class EdgeNodeConfs(_Section):
     )
     max_image_pixels: int = Field(25_000_000, ge=1, description="larger images are refused")
 
+    @model_validator(mode="after")
+    def _deprecated_device(self) -> "EdgeNodeConfs":
+        if self.openvino_device is not None and "device" not in self.openvino.model_fields_set:
+            self.openvino = self.openvino.model_copy(update={"device": self.openvino_device})
+        return self
+
 
 class DashboardConfs(_Section):
     """The dashboard web app and ingest."""
@@ -81,6 +125,12 @@ class DashboardConfs(_Section):
     http_host: str = Field("127.0.0.1", description="address the web app binds")
     http_port: int = Field(5000, ge=1, le=65535, description="web app port")
     public_url: str = Field("http://127.0.0.1:5000", description="base URL nodes use to download packages")
+    max_clock_skew_s: float = Field(
+        300.0, ge=0, description="ingest refuses messages stamped further than this ahead of its clock"
+    )
+    max_message_age_s: float = Field(
+        30 * 24 * 3600.0, gt=0, description="ingest refuses messages stamped longer ago than this (an outbox backlog is younger)"
+    )
     secret_key_file: str = Field("var/dashboard/secret_key", description="git-ignored; created on first start")
     package_dir: str = Field("var/dashboard/packages", description="where uploaded model packages are kept")
     offline_after_s: float = Field(60.0, gt=0, description="a node silent this long is shown stale")
@@ -123,6 +173,9 @@ class TrainerConfs(_Section):
     train_crop: int = Field(128, ge=0, description="random square crops of this size train the small CNN; 0 = whole images")
     patience: int = Field(8, ge=1, description="epochs without a better validation loss before stopping")
     max_train_minutes: float = Field(15.0, gt=0, description="training stops after this long (restoring the best epoch)")
+    ood_quantile: float = Field(
+        0.99, gt=0.5, lt=1, description="OOD threshold: this quantile of validation scores (1 - share of validation flagged)"
+    )
 
 
 class OtaConfs(_Section):
