@@ -11,12 +11,10 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from contracts.confs import DEFAULT_PATH, Confs, ConfsError, load_confs
+from contracts.confs import DEFAULT_PATH, Confs, ConfsError, EdgeNodeConfs, load_confs
 from contracts.model_package import PackageError, parse_public_key, unpack_package
 
 logger = logging.getLogger("edge_node")
-
-KNOWN_DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 
 
 class CliError(Exception):
@@ -34,7 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     classify.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR")
     classify.add_argument("--confs", type=Path, default=DEFAULT_PATH, help="path of confs.json")
     classify.add_argument("--package", type=Path, help="signed model package (default: the node's active model)")
-    classify.add_argument("--device", help="OpenVINO device (default: edge_node.openvino_device)")
+    classify.add_argument("--runtime", choices=["openvino", "onnxruntime", "litert"], help="default: edge_node.runtime")
+    classify.add_argument(
+        "--precision", choices=["f32", "bf16", "f16", "auto"], help="default: edge_node.inference_precision"
+    )
+    classify.add_argument("--device", help="OpenVINO device (default: edge_node.openvino.device)")
+    classify.add_argument("--json", action="store_true", help="one JSON object per image, then a summary object")
     classify.add_argument("--threshold", type=float, help="confidence threshold (default: from confs.json)")
     return parser
 
@@ -48,6 +51,7 @@ def _load(path: Path) -> Confs:
 
 def check_config(confs_path: Path) -> list[str]:
     """Every problem with the confs and secrets, each naming its key; empty when all is well."""
+    from edge_node.inference.registry import check_runtime
     from edge_node.node import Secrets, check_secrets
 
     try:
@@ -56,9 +60,7 @@ def check_config(confs_path: Path) -> list[str]:
         return [str(exc)]
     edge = confs.edge_node
     problems = check_secrets(confs, Secrets.from_confs(confs))
-    if edge.openvino_device.split(":")[0] not in KNOWN_DEVICES and not edge.openvino_device.startswith(("HETERO", "MULTI")):
-        hint = " (MYRIAD needs OpenVINO 2022.3 LTS)" if edge.openvino_device.upper() == "MYRIAD" else ""
-        problems.append(f"edge_node.openvino_device: {edge.openvino_device!r} is not one of {KNOWN_DEVICES}{hint}")
+    problems += check_runtime(edge)
     if edge.initial_package and not Path(edge.initial_package).is_file():
         problems.append(f"edge_node.initial_package: {edge.initial_package} does not exist")
     if confs.mqtt.ca_file and not Path(confs.mqtt.ca_file).is_file():
@@ -98,33 +100,55 @@ def cmd_run(confs_path: Path) -> int:
     return 0
 
 
-def cmd_classify(args: argparse.Namespace) -> int:
-    from edge_node.classify_cli import classify_paths
-    from edge_node.inference import ModelMismatchError, OpenVinoClassifier
-    from edge_node.model_store import ModelStore, ModelStoreError
-
-    confs = _load(args.confs)
-    edge = confs.edge_node
+def _classify_confs(args: argparse.Namespace, edge: EdgeNodeConfs) -> EdgeNodeConfs:
+    """The node's settings with the command line's runtime, precision, device and threshold applied."""
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise CliError(f"--threshold must be between 0 and 1, not {args.threshold}")
+    runtime = args.runtime or edge.runtime
+    update: dict[str, object] = {"runtime": runtime}
+    if args.precision:
+        update["inference_precision"] = args.precision
+    if args.threshold is not None:
+        update["confidence_threshold"] = args.threshold
+    if args.device:
+        if runtime != "openvino":
+            raise CliError(f"--device sets the OpenVINO device; {runtime} takes its settings from edge_node.{runtime}")
+        update["openvino"] = edge.openvino.model_copy(update={"device": args.device})
+    return edge.model_copy(update=update)
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from edge_node.classify_cli import classify_paths
+    from edge_node.inference import ModelMismatchError, RuntimeUnavailable, load_classifier
+    from edge_node.model_store import InstalledModel, ModelStore, ModelStoreError
+    from edge_node.selftest import SelfTestError, selftest
+
+    confs = _load(args.confs)
+    edge = _classify_confs(args, confs.edge_node)
     keys = [parse_public_key(k) for k in confs.ota.trusted_public_keys]
-    device = args.device or edge.openvino_device
-    threshold = edge.confidence_threshold if args.threshold is None else args.threshold
     with tempfile.TemporaryDirectory(prefix="edge-classify-") as tmp:
         try:
             package = args.package or (Path(edge.initial_package) if edge.initial_package else None)
             active = None if args.package else ModelStore(Path(edge.model_store), keys).active()
-            if active is not None:
-                model_dir, manifest = active.path, active.manifest
-            elif package is not None:
-                model_dir = Path(tmp) / "package"
-                manifest = unpack_package(package, model_dir, keys)
-            else:
+            if active is None and package is None:
                 raise CliError("no model: give --package, or install one in edge_node.model_store")
-            classifier = OpenVinoClassifier(model_dir, manifest, device, threshold)
-        except (PackageError, ModelStoreError, ModelMismatchError, OSError) as exc:
+            if active is None:
+                assert package is not None
+                model_dir = Path(tmp) / "package"
+                active = InstalledModel(model_dir, unpack_package(package, model_dir, keys))
+            classifier = load_classifier(active.path, active.manifest, edge)
+        except (PackageError, ModelStoreError, ModelMismatchError, RuntimeUnavailable, OSError) as exc:
             raise CliError(f"cannot load the model: {exc}") from None
-        summary = classify_paths(classifier, args.paths, edge.max_image_pixels, sys.stdout, sys.stderr)
+        try:
+            selftest(classifier, active)
+        except SelfTestError as exc:
+            raise CliError(
+                f"model {active.version} fails its self-test on {classifier.runtime} {classifier.device} "
+                f"at {classifier.precision}: {exc}"
+            ) from None
+        summary = classify_paths(
+            classifier, args.paths, edge.max_image_pixels, sys.stdout, sys.stderr, as_json=args.json
+        )
     if summary.count == 0:
         raise CliError("no image was classified")
     return 1 if summary.refused else 0

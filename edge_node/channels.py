@@ -68,14 +68,20 @@ class NodeChannels:
         return self._link
 
     def status_payload(self, online: bool, session_started: datetime) -> bytes:
-        """The retained Status: ONLINE birth or OFFLINE will of the connection begun at session_started."""
+        """The retained Status: ONLINE (or NO_MODEL, with the reason) birth, or OFFLINE will, of one connection."""
+        state, reason = NodeState.OFFLINE, None
+        if online:
+            reason = self._holder.reason
+            state = NodeState.ONLINE if reason is None else NodeState.NO_MODEL
         return to_bytes(
             StatusMessage(
                 device=self.device_id,
-                state=NodeState.ONLINE if online else NodeState.OFFLINE,
+                state=state,
+                reason=reason[:1000] if reason else None,
                 model_version=self._holder.model_version,
                 software_version=SOFTWARE_VERSION,
                 session_started=session_started,
+                **self._holder.serving_info(),
             )
         )
 

@@ -8,8 +8,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import openvino as ov
-
 from contracts.confs import Confs, read_secret
 from contracts.messages import (
     Severity,
@@ -20,7 +18,7 @@ from contracts.model_package import PackageLimits, parse_public_key
 from contracts.topics import Channel, device_topic
 from edge_node.channels import NodeChannels
 from edge_node.delivery import OutboxSender
-from edge_node.inference import ModelHolder, OpenVinoClassifier
+from edge_node.inference import Classifier, ModelHolder, load_classifier
 from edge_node.model_store import InstalledModel, ModelStore
 from edge_node.mqtt_link import LinkSettings, MqttLink
 from edge_node.ota import OtaAgent
@@ -75,7 +73,7 @@ def check_secrets(confs: Confs, secrets: Secrets) -> list[str]:
 class EdgeNode:
     """One running node; `start()` brings it up, `shutdown()` takes it down cleanly."""
 
-    def __init__(self, confs: Confs, secrets: Secrets, core: ov.Core | None = None) -> None:
+    def __init__(self, confs: Confs, secrets: Secrets) -> None:
         if problems := check_secrets(confs, secrets):
             raise NodeSetupError("\n".join(problems))
         self.confs = confs
@@ -92,7 +90,7 @@ class EdgeNode:
         self.sender = OutboxSender(self.outbox, self.link)
         self.telemetry = Telemetry(
             self.device_id, self.stats, self.warner, Path(edge.outbox_path).parent, self.outbox.depth,
-            lambda: self.holder.model_version,
+            lambda: self.holder.model_version, serving_info=self.holder.serving_info,
         )
         self.pipeline = ClassificationPipeline(
             self.holder, self.outbox, self.device_id, self._topic(Channel.SENSORS), edge.max_image_pixels,
@@ -103,12 +101,8 @@ class EdgeNode:
             store_root, [parse_public_key(k) for k in confs.ota.trusted_public_keys],
             PackageLimits(max_total_bytes=2 * confs.ota.max_package_bytes),
         )
-        load = functools.partial(
-            self._load_classifier, core or ov.Core(), edge.openvino_device, edge.confidence_threshold,
-            store_root.parent / "openvino-cache",
-        )
         self.ota = OtaAgent(
-            self.store, self.holder, load, self.channels.publish_update, self.device_id, store_root.parent / "ota",
+            self.store, self.holder, self._load_classifier, self.channels.publish_update, self.device_id, store_root.parent / "ota",
             secrets.http_token, confs.ota.max_package_bytes, publish_warning=self.channels.publish_ota_warning,
         )
         self.sources = self._build_sources(secrets)
@@ -134,11 +128,9 @@ class EdgeNode:
             sources.append(CameraSource(inputs.camera, self.pipeline, inputs.camera_interval_s))
         return sources
 
-    @staticmethod
-    def _load_classifier(
-        core: ov.Core, device: str, threshold: float, cache_dir: Path, model: InstalledModel
-    ) -> OpenVinoClassifier:
-        return OpenVinoClassifier(model.path, model.manifest, device, threshold, core, cache_dir=cache_dir)
+    def _load_classifier(self, model: InstalledModel) -> Classifier:
+        """The model on the configured runtime and precision (its module imported on first use)."""
+        return load_classifier(model.path, model.manifest, self.confs.edge_node)
 
     # lifecycle -----------------------------------------------------------------------------
 

@@ -113,6 +113,7 @@ class Telemetry:
         outbox_depth: Callable[[], int],
         model_version: Callable[[], str | None],
         thresholds: Thresholds = Thresholds(),
+        serving_info: Callable[[], dict[str, str | None]] | None = None,
     ) -> None:
         self._device_id = device_id
         self._stats = stats
@@ -120,6 +121,7 @@ class Telemetry:
         self._disk_path = Path(disk_path)
         self._outbox_depth = outbox_depth
         self._model_version = model_version
+        self._serving_info = serving_info or (lambda: {})
         self.thresholds = thresholds
         self._started = time.monotonic()
         psutil.cpu_percent(None)  # the first call only sets the baseline
@@ -155,6 +157,7 @@ class Telemetry:
             inference_ms_mean=self._stats.mean_ms(),
             outbox_depth=self._outbox_depth(),
             model_version=self._model_version(),
+            **self._serving_info(),
         )
 
     @staticmethod

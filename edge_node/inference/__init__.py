@@ -1,6 +1,26 @@
-"""OpenVINO inference: a classifier loaded from a model package, and a holder for hot swaps."""
+"""Inference behind one Classifier protocol, one module per runtime (imported lazily), and a holder for hot swaps."""
 
-from edge_node.inference.classifier import ModelMismatchError, OpenVinoClassifier, Prediction
-from edge_node.inference.holder import ModelHolder
+from edge_node.inference.base import (
+    OOD_VERDICT,
+    Classifier,
+    ClassifierBase,
+    ModelMismatchError,
+    Prediction,
+    RuntimeUnavailable,
+    UnsupportedPrecision,
+)
+from edge_node.inference.holder import ModelHolder, ServingSource
+from edge_node.inference.registry import load_classifier
 
-__all__ = ["ModelHolder", "ModelMismatchError", "OpenVinoClassifier", "Prediction"]
+__all__ = [
+    "OOD_VERDICT",
+    "Classifier",
+    "ClassifierBase",
+    "ModelHolder",
+    "ModelMismatchError",
+    "Prediction",
+    "RuntimeUnavailable",
+    "ServingSource",
+    "UnsupportedPrecision",
+    "load_classifier",
+]

@@ -11,16 +11,16 @@ from typing import Any
 
 from contracts.messages import CommandMessage, ModelUpdate, Rollback, UpdateMessage, UpdateState
 from contracts.model_package import PackageError, version_key
-from edge_node.inference import ModelHolder, OpenVinoClassifier
+from edge_node.inference import Classifier, ModelHolder
 from edge_node.model_store import InstalledModel, ModelStore, ModelStoreError
 from edge_node.ota.download import DownloadError, DownloadStats, PackageDownloader, ProgressThrottle
 from edge_node.ota.journal import CommandJournal, JournalFull
 from edge_node.ota.startup import StartupRecovery
-from edge_node.selftest import SelfTestError, run_selftest
+from edge_node.selftest import SelfTestError, selftest
 
 logger = logging.getLogger(__name__)
 
-LoadClassifier = Callable[[InstalledModel], OpenVinoClassifier]
+LoadClassifier = Callable[[InstalledModel], Classifier]
 PublishUpdate = Callable[[UpdateMessage], None]
 PublishWarning = Callable[[str, str], None]
 _STOP = object()
@@ -210,7 +210,7 @@ class OtaAgent:
         self._publish(command_id, UpdateState.DOWNLOADED, version=update.version, progress=1.0)
         return path
 
-    def _load_and_test(self, model: InstalledModel) -> OpenVinoClassifier:
+    def _load_and_test(self, model: InstalledModel) -> Classifier:
         """Load a slot's model and reproduce its self-test, or raise CommandFailed."""
         try:
             self._store.check(model)
@@ -218,10 +218,14 @@ class OtaAgent:
         except (ModelStoreError, ValueError, RuntimeError, OSError) as exc:
             raise CommandFailed(f"model {model.version} does not load: {exc}") from None
         try:
-            run_selftest(classifier, model)
+            result = selftest(classifier, model)
         except SelfTestError as exc:
             self._warn("SELF_TEST_FAILED", f"model {model.version} failed its self-test: {exc}")
             raise CommandFailed(f"self-test failed: {exc}") from None
+        logger.info(
+            "model %s passed its self-test on %s %s at %s (max difference %.3g)",
+            model.version, classifier.runtime, classifier.device, classifier.precision, result.max_abs_diff,
+        )
         return classifier
 
     def _apply_rollback(self, command_id: str, rollback: Rollback) -> None:

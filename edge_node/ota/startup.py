@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from contracts.model_package import PackageError
-from edge_node.inference import ModelHolder, OpenVinoClassifier
+from edge_node.inference import Classifier, ModelHolder
 from edge_node.model_store import InstalledModel, ModelStore, ModelStoreError
-from edge_node.selftest import SelfTestError, run_selftest
+from edge_node.selftest import SelfTestError, selftest
 
 logger = logging.getLogger(__name__)
 
@@ -23,13 +23,14 @@ class StartupRecovery:
         self,
         store: ModelStore,
         holder: ModelHolder,
-        load_classifier: Callable[[InstalledModel], OpenVinoClassifier],
+        load_classifier: Callable[[InstalledModel], Classifier],
         warn: Callable[[str, str], None],
     ) -> None:
         self._store = store
         self._holder = holder
         self._load_classifier = load_classifier
         self._warn = warn
+        self._last_error: str | None = None
 
     def serve_best(self, initial_package: Path | None) -> InstalledModel | None:
         """Load the first good model into the holder and return it; None if nothing passes."""
@@ -52,10 +53,13 @@ class StartupRecovery:
             served = self._install_initial(initial_package, broken_active=active is not None)
             if served is not None:
                 return served
-        if active is not None:
-            self._warn("MODEL_ERROR", "no installed model passes its self-test; waiting for a model update")
+        if active is not None or self._last_error is not None:
+            reason = f"no model can serve: {self._last_error or 'no installed model passes its self-test'}"
         else:
-            logger.warning("the model store is empty and no initial package is configured; nothing serves yet")
+            reason = "no model: the model store is empty and no initial package is configured"
+        logger.error("%s; waiting for a model update", reason)
+        self._holder.mark_unavailable(reason)
+        self._warn("NO_MODEL", reason)
         return None
 
     def _install_initial(self, package: Path, broken_active: bool) -> InstalledModel | None:
@@ -64,7 +68,8 @@ class StartupRecovery:
             installed = self._store.install(package)
         except (PackageError, OSError) as exc:
             logger.error("initial package %s cannot be installed: %s", package, exc)
-            self._warn("MODEL_ERROR", f"initial package refused: {exc}")
+            self._last_error = f"initial package refused: {exc}"
+            self._warn("MODEL_ERROR", self._last_error)
             return None
         classifier = self._tested(installed)
         if classifier is None:
@@ -84,14 +89,15 @@ class StartupRecovery:
             logger.error("installed model is unusable: %s", exc)
             return None
 
-    def _tested(self, model: InstalledModel) -> OpenVinoClassifier | None:
-        """A loaded classifier that reproduced its self-test, or None (with a warning)."""
+    def _tested(self, model: InstalledModel) -> Classifier | None:
+        """A loaded classifier that reproduced its self-test at its precision, or None (with a warning)."""
         try:
             self._store.check(model)
             classifier = self._load_classifier(model)
-            run_selftest(classifier, model)
+            selftest(classifier, model)
         except _LOAD_ERRORS as exc:
             logger.error("model %s in slot %s cannot serve: %s", model.version, model.slot, exc)
-            self._warn("SELF_TEST_FAILED", f"model {model.version} cannot serve: {exc}")
+            self._last_error = f"model {model.version} cannot serve: {exc}"
+            self._warn("SELF_TEST_FAILED", self._last_error)
             return None
         return classifier

@@ -93,7 +93,7 @@ def build_fleet(args: argparse.Namespace, work_dir: Path):  # noqa: ANN201 - Fle
         trusted_keys=[parse_public_key(k) for k in confs.ota.trusted_public_keys], initial_package=package,
         rate=args.rate, life_interval_s=args.life_interval, device_prefix=args.device_prefix,
         max_package_bytes=confs.ota.max_package_bytes, cheap_classifier=args.cheap,
-        openvino_device=confs.edge_node.openvino_device, confidence_threshold=confs.edge_node.confidence_threshold,
+        edge=confs.edge_node,
         tls=confs.mqtt.tls, ca_file=confs.mqtt.ca_file, keepalive=confs.mqtt.keepalive, workers=args.workers,
     )
     credentials = read_secret_map(args.credentials, "credentials")

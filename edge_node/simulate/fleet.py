@@ -9,12 +9,12 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import openvino as ov
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from contracts.confs import EdgeNodeConfs
 from contracts.model_package import PackageLimits
 from contracts.topics import check_segment
 from edge_node.model_store import ModelStore
@@ -54,8 +54,7 @@ class FleetSettings:
     device_prefix: str = "sim"
     max_package_bytes: int = 256 * 1024 * 1024
     cheap_classifier: bool = False
-    openvino_device: str = "CPU"
-    confidence_threshold: float = 0.8
+    edge: EdgeNodeConfs = field(default_factory=EdgeNodeConfs)
     tls: bool = False
     ca_file: str | None = None
     keepalive: int = 30
@@ -87,7 +86,6 @@ class Fleet:
         settings: FleetSettings,
         credentials: Mapping[str, str],
         download_tokens: Mapping[str, str] | None = None,
-        core: ov.Core | None = None,
     ) -> None:
         if settings.nodes < 1:
             raise FleetError(f"--nodes must be at least 1, not {settings.nodes}")
@@ -98,7 +96,7 @@ class Fleet:
         if missing := [d for d in ids if d not in credentials]:
             raise FleetError(f"no broker password for {len(missing)} device(s), e.g. {missing[:3]}")
         tokens = download_tokens or {}
-        self.classifiers = SharedClassifiers(core or ov.Core(), settings.openvino_device, settings.confidence_threshold)
+        self.classifiers = SharedClassifiers(settings.edge)
         settings.work_dir.mkdir(parents=True, exist_ok=True)
         limits = PackageLimits(max_total_bytes=2 * settings.max_package_bytes)
         self.mqtt_loop = SharedMqttLoop()

@@ -6,33 +6,30 @@ import threading
 import time
 
 import numpy as np
-import openvino as ov
 import psutil
 
-from edge_node.inference import ModelHolder, OpenVinoClassifier, Prediction
+from contracts.confs import EdgeNodeConfs
+from contracts.selftest import RawOutputs
+from edge_node.inference import Classifier, ClassifierBase, ModelHolder, load_classifier
 from edge_node.model_store import InstalledModel
 
 
 class SharedClassifiers:
-    """Compiles each model version once per process; every node holding that version gets the same classifier."""
+    """Loads each model version once per process; every node holding that version gets the same classifier."""
 
-    def __init__(self, core: ov.Core, device: str = "CPU", confidence_threshold: float = 0.8) -> None:
-        self._core = core
-        self._device = device
-        self._threshold = confidence_threshold
+    def __init__(self, edge: EdgeNodeConfs) -> None:
+        self._edge = edge
         self._lock = threading.Lock()
-        self._loaded: dict[tuple[str, str, str], OpenVinoClassifier] = {}
+        self._loaded: dict[tuple[str, str, str], Classifier] = {}
 
-    def load(self, model: InstalledModel) -> OpenVinoClassifier:
-        """The classifier for model, compiling it on first use."""
+    def load(self, model: InstalledModel) -> Classifier:
+        """The classifier for model on the configured runtime, loading it on first use."""
         manifest = model.manifest
-        bin_entry = manifest.files.get(manifest.model_bin)
-        key = (manifest.name, manifest.version, bin_entry.sha256 if bin_entry else "")
+        digests = "".join(entry.sha256 for _, entry in sorted(manifest.files.items()))
+        key = (manifest.name, manifest.version, digests)
         with self._lock:
             if key not in self._loaded:
-                self._loaded[key] = OpenVinoClassifier(
-                    model.path, manifest, self._device, self._threshold, self._core
-                )
+                self._loaded[key] = load_classifier(model.path, manifest, self._edge)
             return self._loaded[key]
 
     def __len__(self) -> int:
@@ -40,47 +37,45 @@ class SharedClassifiers:
             return len(self._loaded)
 
 
-class CheapClassifier:
-    """Deterministic, model-free: softmax over an image's mean colour; carries the real model's version."""
+class CheapClassifier(ClassifierBase):
+    """Deterministic, model-free: softmax over an image's mean colour; stands in for the real model it mirrors."""
 
-    def __init__(self, model_version: str, classes: tuple[str, ...], confidence_threshold: float = 0.8) -> None:
-        self.model_version = model_version
-        self.classes = classes
-        self._threshold = confidence_threshold
+    def __init__(self, real: Classifier) -> None:
+        super().__init__(real.manifest, real.confidence_threshold)
+        self.runtime = real.runtime
+        self.device = real.device
+        self.precision = real.precision
 
-    def classify(self, rgb: np.ndarray) -> Prediction:
-        """Probabilities from the mean of each channel (a stable function of the image)."""
-        started = time.perf_counter()
-        means = rgb.reshape(-1, rgb.shape[-1]).mean(axis=0) / 255.0
-        scores = np.resize(means, len(self.classes)) * 8.0
-        exp = np.exp(scores - scores.max())
-        probabilities = exp / exp.sum()
-        best = int(np.argmax(probabilities))
-        return Prediction(
-            label=self.classes[best],
-            confidence=float(probabilities[best]),
-            probabilities={c: float(p) for c, p in zip(self.classes, probabilities)},
-            uncertain=float(probabilities[best]) < self._threshold,
-            inference_ms=(time.perf_counter() - started) * 1000.0,
-            model_version=self.model_version,
-        )
+    def infer_raw(self, batch: np.ndarray) -> RawOutputs:
+        """Probabilities from the mean of each channel (a stable function of the image); no OOD score."""
+        means = batch.reshape(len(batch), -1, batch.shape[-1]).mean(axis=1) / 255.0
+        repeats = -(-len(self.classes) // means.shape[1])
+        scores = np.tile(means, (1, repeats))[:, : len(self.classes)] * 8.0
+        exp = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return RawOutputs((exp / exp.sum(axis=1, keepdims=True)).astype(np.float32))
 
 
 class CheapView:
-    """Looks like a ModelHolder to the pipeline, answering with a CheapClassifier for the real model's version."""
+    """A serving source for the pipeline that answers with a CheapClassifier mirroring the real model."""
 
     def __init__(self, holder: ModelHolder) -> None:
         self._holder = holder
         self._cheap: CheapClassifier | None = None
+        self._real: Classifier | None = None
 
-    def current(self) -> CheapClassifier | None:
+    def current(self) -> Classifier | None:
+        """A cheap stand-in for the classifier the holder serves now, or None."""
         real = self._holder.current()
         if real is None:
             return None
-        cheap = self._cheap
-        if cheap is None or cheap.model_version != real.model_version:
-            cheap = self._cheap = CheapClassifier(real.model_version, tuple(real.classes), real.confidence_threshold)
-        return cheap
+        if self._cheap is None or self._real is not real:
+            self._cheap, self._real = CheapClassifier(real), real
+        return self._cheap
+
+    @property
+    def reason(self) -> str | None:
+        """Why nothing serves, from the holder."""
+        return self._holder.reason
 
 
 class SystemSampler:

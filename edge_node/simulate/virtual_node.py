@@ -21,7 +21,7 @@ from contracts.messages import (
 from contracts.topics import Channel, device_topic
 from edge_node.channels import NodeChannels
 from edge_node.delivery import OutboxSender
-from edge_node.inference import ModelHolder, OpenVinoClassifier
+from edge_node.inference import Classifier, ModelHolder, ServingSource
 from edge_node.model_store import InstalledModel, ModelStore
 from edge_node.mqtt_link import LinkSettings, MqttLink
 from edge_node.ota import OtaAgent
@@ -51,14 +51,14 @@ class NodeEnvironment:
     zone: str
     work_dir: Path
     store_factory: Callable[[Path], ModelStore]
-    load_classifier: Callable[[InstalledModel], OpenVinoClassifier]
+    load_classifier: Callable[[InstalledModel], Classifier]
     system_metrics: Callable[[], tuple[float, float, float]]
     max_package_bytes: int
     outbox_limit: int = 10_000
     tls: bool = False
     ca_file: str | None = None
     keepalive: int = 30
-    classifier_view: Callable[[ModelHolder], object] | None = None
+    classifier_view: Callable[[ModelHolder], ServingSource] | None = None
     link_factory: Callable[[LinkSettings, Callable[[bool, datetime], bytes]], MqttLink] = MqttLink
 
 
@@ -97,9 +97,9 @@ class VirtualNode:
             root / "ota", identity.download_token, env.max_package_bytes,
             publish_warning=self.channels.publish_ota_warning,
         )
-        view = env.classifier_view(self.holder) if env.classifier_view else self.holder
+        view: ServingSource = env.classifier_view(self.holder) if env.classifier_view else self.holder
         self.pipeline = ClassificationPipeline(
-            view, self.outbox, identity.device_id, self._topic(Channel.SENSORS), 50_000_000,  # type: ignore[arg-type]
+            view, self.outbox, identity.device_id, self._topic(Channel.SENSORS), 50_000_000,
             on_result=self.stats.record,
         )
         self.channels.bind(self.link, self.warner, self.ota, self.publish_life)
@@ -152,7 +152,7 @@ class VirtualNode:
             device=self.device_id, cpu_percent=cpu, memory_percent=memory, disk_percent=disk,
             uptime_s=time.monotonic() - self._started, inference_count=self.stats.count,
             inference_ms_mean=self.stats.mean_ms(), outbox_depth=self.outbox.depth(),
-            model_version=self.holder.model_version,
+            model_version=self.holder.model_version, **self.holder.serving_info(),
         )
         self.link.publish(self._topic(Channel.LIFE), to_bytes(life), qos=1)
         with self._lock:

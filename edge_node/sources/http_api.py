@@ -90,11 +90,15 @@ class InferenceServer:
             raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from None
         except NoModelError as exc:
             raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, str(exc)) from None
-        message = outcome.message
+        message, verdict = outcome.message, outcome.prediction.verdict
+        ood = message.out_of_distribution
         return {
             "Response": "OK",
-            "Message": f"{message.label} detected" + (" (uncertain)" if message.uncertain else ""),
-            "Diagnosis": message.label,
+            "Message": verdict if ood else f"{message.label} detected" + (" (uncertain)" if message.uncertain else ""),
+            "Diagnosis": "needs review" if ood else message.label,
+            "verdict": verdict,
+            "out_of_distribution": ood,
+            "ood_score": message.ood_score,
             "sample_id": message.sample_id,
             "label": message.label,
             "confidence": message.confidence,

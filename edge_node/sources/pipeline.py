@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from contracts.messages import SensorsMessage, to_bytes
-from edge_node.inference import ModelHolder, Prediction
+from edge_node.inference import Prediction, ServingSource
 from edge_node.outbox import Outbox
 from edge_node.sources.decode import ImageRejected, decode_image
 
@@ -35,7 +35,7 @@ class ClassificationPipeline:
 
     def __init__(
         self,
-        holder: ModelHolder,
+        holder: ServingSource,
         outbox: Outbox,
         device_id: str,
         sensors_topic: str,
@@ -71,7 +71,7 @@ class ClassificationPipeline:
     def _classify(self, rgb: np.ndarray, sha256: str) -> Outcome:
         classifier = self._holder.current()
         if classifier is None:
-            raise NoModelError("no model is serving yet")
+            raise NoModelError(self._holder.reason or "no model is serving yet")
         prediction = classifier.classify(rgb)
         message = SensorsMessage(
             device=self._device_id,
@@ -83,6 +83,8 @@ class ClassificationPipeline:
             model_version=prediction.model_version,
             inference_ms=prediction.inference_ms,
             uncertain=prediction.uncertain,
+            out_of_distribution=prediction.out_of_distribution,
+            ood_score=prediction.ood_score,
         )
         self._outbox.put(self._topic, to_bytes(message), qos=1)
         if self._on_result is not None:
