@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import random
 import os
 import shutil
@@ -17,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from broker_config import BrokerSettings, add_dashboard, render  # noqa: E402
 from contracts.confs import Confs, ConfsError, load_confs  # noqa: E402
 from contracts.model_package import version_key  # noqa: E402
+from scripts.demo_watch import SERVE_WITHIN_S, Monitor, NotServing, reason_from_log  # noqa: E402
 from scripts.demo_stack import (  # noqa: E402
     PYTHON,
     ROOT,
@@ -157,21 +159,31 @@ def start_node(stack: Stack, confs: Confs, node: str, index: int, mqtt_port: int
     (home / "inbox").mkdir(parents=True, exist_ok=True)
     env = {"MQTT_PASSWORD": "", "EDGE_TOKEN": ""}
     process = stack.start(node, [PYTHON, "-m", "edge_node", "run", "--confs", str(confs_path)], env)
-    wait_for_port(http_port, process, node, stack.log_path(node), timeout=90)
+    try:
+        wait_for_port(http_port, process, node, stack.log_path(node), timeout=90)
+    except DemoError:
+        if process.poll() is None:
+            raise
+        why = reason_from_log(stack.log_path(node)) or f"see {stack.log_path(node)}"
+        raise NotServing(f"  {node} serves nothing: exited with code {process.returncode} at start: {why}") from None
     return home / "inbox"
 
 
-def feed(stack: Stack, inboxes: list[Path], images: list[Path], interval: float, deadline: float | None) -> None:
-    """Copy images into the inboxes in turn (complete files only) until stopped."""
-    pairs = itertools.cycle(zip(itertools.cycle(inboxes), itertools.cycle(images))) if images else None
+def feed(stack: Stack, monitor: Monitor, inboxes: dict[str, Path], images: list[Path], interval: float,
+         deadline: float | None) -> None:
+    """Copy images into the running nodes' inboxes in turn (complete files only) until stopped, watching as it goes."""
+    pictures = itertools.cycle(images) if images else None
     count = 0
     while deadline is None or time.monotonic() < deadline:
-        stack.check_alive()
-        if pairs is not None:
-            for _ in inboxes:
-                inbox, image = next(pairs)
+        stack.check_alive(ignore=inboxes)
+        monitor.check()
+        if not monitor.alive():
+            raise DemoError("every node has stopped")
+        if pictures is not None:
+            for node in monitor.alive():
+                image = next(pictures)
                 count += 1
-                partial = inbox / f"sample-{count:06d}{image.suffix.lower()}.part"
+                partial = inboxes[node] / f"sample-{count:06d}{image.suffix.lower()}.part"
                 shutil.copyfile(image, partial)
                 partial.rename(partial.with_suffix(""))
         time.sleep(interval)
@@ -198,28 +210,42 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     taken: set[int] = set()
+    monitor: Monitor | None = None
+    code = 0
     try:
         print(f"Starting the demo (state and logs in {args.state}):")
         package = released_package(args.package)
         print(f"  model package: {package.relative_to(ROOT) if package.is_relative_to(ROOT) else package}")
         mqtt_port, broker_dir = start_broker(stack, confs, taken)
         tokens, admin_password, http_port = start_dashboard(stack, confs, mqtt_port, broker_dir, package, taken)
-        inboxes = [start_node(stack, confs, node, i, mqtt_port, broker_dir, tokens[node], package, taken)
-                   for i, node in enumerate(NODES)]
+        monitor = Monitor(stack.state / "dashboard.db", {}, stack.log_path, expect_results=False, expected=len(NODES))
+        inboxes = {}
+        for i, node in enumerate(NODES):
+            inboxes[node] = start_node(stack, confs, node, i, mqtt_port, broker_dir, tokens[node], package, taken)
+            monitor.nodes[node] = stack.processes[-1][1]
         images = image_source(args.data)
         print(f"\n  Dashboard: http://localhost:{http_port}/   login: admin / {admin_password}")
-        print(f"  Nodes' inboxes (drop images here): {', '.join(str(p) for p in inboxes)}")
-        print("  Results and telemetry arrive within a minute. Press Ctrl-C to stop everything.\n")
-        feed(stack, inboxes, images, args.interval, time.monotonic() + args.duration if args.duration else None)
+        print(f"  Nodes' inboxes (drop images here): {', '.join(str(p) for p in inboxes.values())}")
+        print(f"  Every node must store a result within {SERVE_WITHIN_S:.0f} s. Press Ctrl-C to stop everything.\n",
+              flush=True)
+        monitor.expect_results, monitor.started = bool(images), time.monotonic()
+        feed(stack, monitor, inboxes, images, args.interval, time.monotonic() + args.duration if args.duration else None)
+        if monitor.gone:
+            print("demo: " + "; ".join(f"{name} {why}" for name, why in monitor.gone.items()), file=sys.stderr)
+            code = 1
     except KeyboardInterrupt:
         print("\nStopping:" if not stop_requested else "\nStopping (SIGTERM):")
+    except NotServing as exc:
+        print(f"\ndemo: a node cannot serve the model:\n{exc}", file=sys.stderr)
+        code = 1
     except (DemoError, OSError, ValueError) as exc:
         print(f"\ndemo: {exc}", file=sys.stderr)
-        stack.stop()
-        return 1
+        code = 1
     stack.stop()
     print("Everything stopped.")
-    return 0
+    if monitor is not None:
+        print(json.dumps(monitor.summary()), flush=True)
+    return code
 
 
 if __name__ == "__main__":

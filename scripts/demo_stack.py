@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -119,10 +120,10 @@ class Stack:
         self.processes.append((name, process))
         return process
 
-    def check_alive(self) -> None:
-        """Raise if any process has died."""
+    def check_alive(self, ignore: Collection[str] = ()) -> None:
+        """Raise if any process has died, but those named in ignore (watched elsewhere)."""
         for name, process in self.processes:
-            if process.poll() is not None:
+            if name not in ignore and process.poll() is not None:
                 raise DemoError(f"{name} exited with code {process.returncode}; see "
                                 f"{self.log_path(name)}:\n{tail(self.log_path(name))}")
 
