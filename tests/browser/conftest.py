@@ -110,7 +110,7 @@ def stack(chromium_path: str, broker_factory_module: Callable[..., BrokerHandle]
     ))
     try:
         yield Stack(f"http://127.0.0.1:{web_port}", confs, (admin[0].username, admin[1]),
-                    (viewer[0].username, viewer[1]), key, packages, app, logs)
+                    (viewer[0].username, viewer[1]), key, packages, app, logs, broker)
     finally:
         for process in reversed(processes):
             _stop(process)

@@ -45,6 +45,7 @@ class Stack:
     packages: Path
     app: object
     logs: Path
+    broker: object = None  # the BrokerHandle, to add accounts and publish as a device
 
 
 def shot(page: object, name: str) -> Path:
