@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)-$(sub
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test bench train faults check-config clean help
+.PHONY: install system-deps demo test bench train faults security check-config clean help
 
 help:
 	@echo "make demo    install what is missing, then run the whole system"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench   run the benchmarks (each prints one JSON line of figures)"
 	@echo "make train   retrain the released model from ../shared/datasets/all-aria (DATA=DIR to override)"
 	@echo "make faults  run the full fault suite"
+	@echo "make security run the full hostile-input suite against the running system"
 
 system-deps:
 	@missing=""; \
@@ -58,6 +59,9 @@ train: install
 
 faults: install
 	$(PY) -m pytest tests/faults -m faults --faults-scale=full $(PYTEST_ARGS)
+
+security: install
+	$(PY) -m pytest tests/security -m security --security-scale=full $(PYTEST_ARGS)
 
 check-config: install
 	$(PY) -m contracts.confs check confs.json
