@@ -29,7 +29,7 @@ Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 SemVer = Annotated[str, Field(pattern=r"^\d{1,6}\.\d{1,6}\.\d{1,6}$")]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-NonNegative = Annotated[float, Field(ge=0.0)]
+NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 Percent = Annotated[float, Field(ge=0.0, le=100.0)]
 ShortText = Annotated[str, Field(max_length=1000)]
 
@@ -147,6 +147,14 @@ class SensorsMessage(Envelope):
     def _label_is_a_class(self) -> "SensorsMessage":
         if self.label not in self.probabilities:
             raise ValueError(f"label {self.label!r} is not among the probabilities' classes")
+        total = sum(self.probabilities.values())
+        # A softmax run at FP16 sums to 1 only roughly; more than this is not a distribution.
+        if abs(total - 1.0) > max(0.01, 1e-3 * len(self.probabilities)):
+            raise ValueError(f"probabilities sum to {total:.6g}, not 1")
+        if abs(self.confidence - self.probabilities[self.label]) > 1e-4:
+            raise ValueError(f"confidence {self.confidence} is not the label's probability {self.probabilities[self.label]}")
+        if self.probabilities[self.label] < max(self.probabilities.values()) - 1e-6:
+            raise ValueError(f"label {self.label!r} is not the most probable class")
         return self
 
 

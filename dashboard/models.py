@@ -99,6 +99,7 @@ class Telemetry(Base):
     message_id: Mapped[str] = mapped_column(MESSAGE_ID, unique=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
     sent_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
     cpu_percent: Mapped[float]
     memory_percent: Mapped[float]
     disk_percent: Mapped[float]
@@ -151,6 +152,7 @@ class WarningEvent(Base):
     message: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]]
     sent_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class UpdateEvent(Base):
@@ -168,6 +170,7 @@ class UpdateEvent(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     progress: Mapped[float | None]
     sent_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Alert(Base):

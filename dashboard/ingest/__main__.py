@@ -15,6 +15,7 @@ from contracts.confs import ConfsError, load_confs, read_secret
 from contracts.topics import TopicError, check_segment
 from dashboard import database_url
 from dashboard.db import Database
+from dashboard.ingest.screen import ClockBounds
 from dashboard.ingest.store import BatchWriter
 from dashboard.ingest.worker import IngestSettings, IngestWorker
 from dashboard.migrations import upgrade_database
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         shared_group=args.shared, tls=confs.mqtt.tls, ca_file=confs.mqtt.ca_file, keepalive=confs.mqtt.keepalive,
         batch_size=args.batch_size, flush_interval_s=args.flush_ms / 1000,
     )
-    worker = IngestWorker(settings, BatchWriter(db))
+    clock = ClockBounds(confs.dashboard.max_clock_skew_s, confs.dashboard.max_message_age_s)
+    worker = IngestWorker(settings, BatchWriter(db, clock))
     engine = None if args.no_engine else RolloutEngine(db, MqttCommandPublisher(worker.client, app_id), confs.dashboard.public_url)
     rules = AlertRules.from_confs(confs.dashboard)
     worker.tick = engine.tick if engine is not None else None

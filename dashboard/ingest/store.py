@@ -24,6 +24,7 @@ from contracts.messages import (
     WarningMessage,
 )
 from dashboard.db import Database, insert_ignore
+from dashboard.ingest.screen import ClockBounds, screen
 from dashboard.ingest.validate import Accepted, Rejection
 from dashboard.models import (
     Classification,
@@ -71,7 +72,7 @@ class _Rows:
 def _row(accepted: Accepted, now: datetime) -> tuple[Any, dict[str, Any]]:
     """The table and row of one message."""
     m, device = accepted.message, accepted.topic.device
-    base = {"message_id": str(m.message_id), "device_id": device, "sent_at": m.sent_at}
+    base = {"message_id": str(m.message_id), "device_id": device, "sent_at": m.sent_at, "received_at": now}
     if isinstance(m, SensorsMessage):
         return Classification.__table__, base | {
             "sample_id": m.sample_id, "image_sha256": m.image_sha256, "label": m.label, "confidence": m.confidence,
@@ -105,8 +106,10 @@ def _row(accepted: Accepted, now: datetime) -> tuple[Any, dict[str, Any]]:
 class BatchWriter:
     """Stores batches: devices appear on first message, duplicates are skipped, side effects run once."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: ClockBounds | None = None) -> None:
+        """clock: how far devices' clocks may stray (`python -m dashboard.ingest` passes confs'); None checks nothing."""
         self.db = db
+        self.clock = clock
         self._sqlite_inserts: dict[Any, _SqliteInsertIgnore] = {}
 
     def _insert_counting(self, session: Session, table: Any, rows: list[dict[str, Any]]) -> int:
@@ -121,6 +124,9 @@ class BatchWriter:
     def write(self, accepted: list[Accepted], rejected: list[Rejection]) -> WriteResult:
         """One transaction for the whole batch; raises (and keeps nothing) if the database fails."""
         now = utcnow()
+        with self.db.session(readonly=True) as session:
+            accepted, screened = screen(session, accepted, now, self.clock)
+        rejected = [*rejected, *screened]
         result = WriteResult(rejected=len(rejected))
         rows = _Rows()
         for item in accepted:
@@ -163,7 +169,8 @@ class BatchWriter:
         devices = {d.id: d for d in session.scalars(locked)}
         latest: dict[str, datetime] = {}
         for item in accepted:
-            device_id, sent_at = item.topic.device, item.message.sent_at
+            # A device's clock may run ahead by the allowed skew: it never moves last_seen past ingest's now.
+            device_id, sent_at = item.topic.device, min(item.message.sent_at, now)
             if device_id not in latest or sent_at > latest[device_id]:
                 latest[device_id] = sent_at
         for device_id, sent_at in latest.items():
@@ -179,8 +186,8 @@ class BatchWriter:
             if newer_presence(m, device.state, device.status_session or device.status_at):
                 # A last will is written when its connection opens: it went offline no earlier than now.
                 changed_at = now if m.state is NodeState.OFFLINE and m.session_started else m.sent_at
-                device.state, device.status_at = m.state.value, max(changed_at, m.sent_at)
-                device.status_session = m.session_started or m.sent_at
+                device.state, device.status_at = m.state.value, min(max(changed_at, m.sent_at), now)
+                device.status_session = min(m.session_started or m.sent_at, now)
                 device.software_version = m.software_version
                 device.state_reason = m.reason if m.state is NodeState.NO_MODEL else None
                 if m.model_version:
@@ -190,7 +197,7 @@ class BatchWriter:
             return True
         if isinstance(m, LifeMessage):
             if device.telemetry_at is None or m.sent_at >= device.telemetry_at:
-                device.telemetry_at = m.sent_at
+                device.telemetry_at = min(m.sent_at, now)
                 for name in ("cpu_percent", "memory_percent", "disk_percent", "temperature_c", "outbox_depth",
                              "uptime_s", "inference_count"):
                     setattr(device, name, getattr(m, name))
@@ -288,7 +295,7 @@ def _apply_update(session: Session, device: Device, m: UpdateMessage) -> None:
         )
     )
     failed = m.state in (UpdateState.FAILED, UpdateState.ROLLED_BACK) and (
-        target is None or m.command_id == target.command_id
+        target is not None and m.command_id == target.command_id
     )
     if target is None:
         logger.info("update %s for unknown command %s from %s", m.state, m.command_id, device.id)

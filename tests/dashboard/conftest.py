@@ -237,8 +237,8 @@ def run_ingest() -> Iterator[Callable[..., IngestWorker]]:
     """Start IngestWorkers in threads (connected before returning); all are stopped after the test."""
     running: list[tuple[IngestWorker, threading.Thread]] = []
 
-    def start(broker: Any, database: Database, tick: Any = None, **kw: Any) -> IngestWorker:
-        worker = IngestWorker(ingest_settings(broker, **kw), BatchWriter(database), tick)
+    def start(broker: Any, database: Database, tick: Any = None, clock: Any = None, **kw: Any) -> IngestWorker:
+        worker = IngestWorker(ingest_settings(broker, **kw), BatchWriter(database, clock), tick)
         worker.start()
         assert worker.connected.wait(10), "ingest worker did not connect"
         thread = threading.Thread(target=worker.run, daemon=True)

@@ -13,7 +13,7 @@ from contracts.topics import Channel, device_topic
 from dashboard.db import Database
 from dashboard.ingest.store import BatchWriter
 from dashboard.ingest.validate import Accepted, validate
-from dashboard.models import Alert, AuditLog, Device
+from dashboard.models import Alert, AuditLog, Device, ModelRelease, Rollout, RolloutTarget
 from dashboard.services import alerts
 from dashboard.services.alerts import AlertRules
 from support.web_seed import add_classifications, classification_row
@@ -193,7 +193,25 @@ def test_self_test_failure_raises_once_until_acknowledged(database: Database) ->
     assert len(history) == 2 and history[0].acknowledged_by == "alice" and history[1].acknowledged_at is None
 
 
+def sent_commands(database: Database, device_id: str, *command_ids: str) -> None:
+    """Record command ids as a rollout sent them to device_id (ingest ignores Updates for any other)."""
+    add_node(database, device_id)
+    with database.session() as session:
+        release = ModelRelease(name="m", version="1.1.0", filename="m.tgz", sha256="e" * 64, size=1, classes=["A"],
+                               manifest={}, metrics={}, uploaded_by="alice")
+        session.add(release)
+        session.flush()
+        for command_id in command_ids:
+            rollout = Rollout(release_id=release.id, target_kind="all", canary_size=1, failure_threshold=1,
+                              state="RUNNING", created_by="alice")
+            session.add(rollout)
+            session.flush()
+            session.add(RolloutTarget(rollout_id=rollout.id, device_id=device_id, state="SENT", command_id=command_id,
+                                      rollback_command_id=f"{command_id}-rb"))
+
+
 def test_ota_failure_raises_once_per_open_alert(database: Database, payloads) -> None:
+    sent_commands(database, "devA", "cmd-1", "cmd-2", "cmd-3")
     ingest(database, payloads.update("devA", "cmd-1", "FAILED", reason="signature mismatch"))
     ingest(database, payloads.update("devA", "cmd-2", "ROLLED_BACK", reason="self-test failed"))
     [alert] = alerts_of(database, "devA", "ota_failed")
