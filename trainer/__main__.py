@@ -1,4 +1,4 @@
-"""Command line: python -m trainer index|augment|train|evaluate|export|package|keys ..."""
+"""Command line: python -m trainer index|augment|train|cv|evaluate|export|package|keys ..."""
 
 from __future__ import annotations
 
@@ -60,6 +60,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--split", choices=["all", "test"], default="all", help="test: only the block test split")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("cv", help="grouped k-fold cross-validation of the CNN beside the colour baseline")
+    p.add_argument("--data", type=Path, help="override trainer.data_dir")
+    p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    p.add_argument("--max-minutes", type=float, help="training time budget per fold (default trainer.max_train_minutes)")
+    p.add_argument("--epochs", type=int, help="most epochs per fold (default trainer.epochs)")
+    p.add_argument("--seed", type=int, help="override trainer.seed (fold assignment, validation choice, training)")
+    p.add_argument("--only-folds", help="comma-separated fold numbers to run, e.g. 0,1 (default all)")
+    p.add_argument("--robustness-images", type=int, default=150, help="test images per fold measured under shifts")
+    p.add_argument("--out", type=Path, help="results folder (default runs/cv-<time>); folds already in it are skipped")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
     p = sub.add_parser("keys", help="create the development signing key; --trust adds it to confs.json")
     p.add_argument("--trust", action="store_true", help="add the public key to ota.trusted_public_keys")

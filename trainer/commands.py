@@ -150,6 +150,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cv(args: argparse.Namespace) -> int:
+    """Grouped k-fold cross-validation (see trainer/cv.py)."""
+    from trainer.cv import cmd_cv as run_cv
+
+    return run_cv(args)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Convert a run's model to IR and print the agreement with Keras."""
     from trainer.release import export_run

@@ -1,0 +1,205 @@
+"""Grouped k-fold cross-validation: folds, the interval math, the `cv` command end to end and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from trainer.cv import parse_only_folds
+from trainer.cv_summary import mean_ci
+from trainer.data import ScannedDataset, scan_dataset
+from trainer.errors import TrainerError
+from trainer.split import build_components, fold_split, grouped_folds
+
+CLASSES = ("Alpha", "Beta", "Gamma")
+
+
+@pytest.fixture(scope="module")
+def linked(tmp_path_factory: pytest.TempPathFactory, dataset_maker) -> ScannedDataset:  # type: ignore[no-untyped-def]
+    """40 images per class; besides 2=3 and 9~10, file 18 copies file 7 and file 37 is a near twin of file 4."""
+    root = dataset_maker(tmp_path_factory.mktemp("linked"), per_class=40)
+    for name in CLASSES:
+        folder = root / name
+        (folder / f"IMG-{name}-018.jpg").write_bytes((folder / f"IMG-{name}-007.jpg").read_bytes())
+        twin = cv2.imread(str(folder / f"IMG-{name}-004.jpg"))
+        near = cv2.add(cv2.GaussianBlur(twin, (3, 3), 0), 4)
+        cv2.imwrite(str(folder / f"IMG-{name}-037.jpg"), near, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return scan_dataset(root, image_size=64)
+
+
+def _name(dataset: ScannedDataset, i: int) -> str:
+    return dataset.records[i].path.name
+
+
+def _fold_of_image(folds) -> dict[int, int]:  # type: ignore[no-untyped-def]
+    return {int(i): f for f, idx in enumerate(folds.folds) for i in idx}
+
+
+def test_the_linked_dataset_has_the_planted_duplicates_and_near_duplicates(linked: ScannedDataset) -> None:
+    comps = build_components(linked, 5)
+    dropped = {(_name(linked, a), _name(linked, b)) for a, b in comps.duplicates}
+    groups = [sorted(_name(linked, i) for i in g) for g in comps.groups]
+    for c in CLASSES:
+        assert (f"IMG-{c}-003.jpg", f"IMG-{c}-002.jpg") in dropped and (f"IMG-{c}-018.jpg", f"IMG-{c}-007.jpg") in dropped
+        assert [f"IMG-{c}-004.jpg", f"IMG-{c}-037.jpg"] in groups and [f"IMG-{c}-009.jpg", f"IMG-{c}-010.jpg"] in groups
+
+
+@pytest.mark.parametrize(("k", "seed"), [(2, 0), (3, 1), (4, 2), (5, 3)])
+def test_folds_never_split_a_block_or_a_near_duplicate_group(linked: ScannedDataset, k: int, seed: int) -> None:
+    folds = grouped_folds(linked, k, 5, seed)
+    where = _fold_of_image(folds)
+    for group in folds.components.groups:
+        assert len({where[i] for i in group}) == 1
+    by_block: dict[str, set[int]] = {}
+    for i, block in folds.components.block_of.items():
+        by_block.setdefault(block, set()).add(where[i])
+    assert all(len(s) == 1 for s in by_block.values())
+    # 4~37 ties block 0 to block 7, 9~10 ties block 1 to block 2: each pair of blocks shares a fold.
+    for c in CLASSES:
+        numbers = {r.number: where[i] for i, r in enumerate(linked.records) if r.label == c and i in where}
+        assert numbers[1] == numbers[4] == numbers[35] == numbers[39]
+        assert numbers[5] == numbers[14]
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_every_kept_image_is_in_exactly_one_fold_and_dropped_copies_in_none(linked: ScannedDataset, k: int) -> None:
+    folds = grouped_folds(linked, k, 5, seed=7)
+    everything = np.concatenate(folds.folds)
+    assert len(everything) == len(set(everything.tolist()))
+    assert sorted(everything.tolist()) == sorted(folds.components.keep)
+    dropped = {a for a, _ in folds.components.duplicates}
+    assert dropped and not dropped & set(everything.tolist())
+    assert len(everything) == 3 * 38
+
+
+def test_folds_are_stratified_by_class(tmp_path: Path, dataset_maker) -> None:  # type: ignore[no-untyped-def]
+    root = dataset_maker(tmp_path / "data", classes=("A", "B", "C", "D"), per_class=48)
+    dataset = scan_dataset(root, image_size=64)
+    k = 4
+    folds = grouped_folds(dataset, k, 4, seed=5)
+    biggest = max(len(m) for m in folds.components.members.values())
+    totals = Counter(r.label for i, r in enumerate(dataset.records) if i in set(folds.components.keep))
+    for idx in folds.folds:
+        counts = Counter(dataset.records[i].label for i in idx)
+        for c in ("A", "B", "C", "D"):
+            assert abs(counts[c] - totals[c] / k) <= biggest, (c, counts, totals)
+    assert max(len(f) for f in folds.folds) - min(len(f) for f in folds.folds) <= biggest
+
+
+def test_fold_split_tests_the_fold_and_validates_on_whole_components(linked: ScannedDataset) -> None:
+    folds = grouped_folds(linked, 3, 5, seed=2)
+    comp_of = {i: comp for comp, members in folds.components.members.items() for i in members}
+    for k in range(3):
+        split = fold_split(folds, k, 0.15, seed=2)
+        parts = {name: set(v.tolist()) for name, v in split.split.items()}
+        assert parts["test"] == set(folds.folds[k].tolist())
+        assert not (parts["train"] & parts["validation"]) and not (parts["train"] | parts["validation"]) & parts["test"]
+        assert parts["train"] | parts["validation"] | parts["test"] == set(folds.components.keep)
+        assert all(len(v) for v in parts.values())
+        assert not {comp_of[i] for i in parts["train"]} & {comp_of[i] for i in parts["validation"]}
+        assert {linked.records[i].label for i in parts["train"]} == set(CLASSES)
+
+
+def test_folds_follow_the_seed(linked: ScannedDataset) -> None:
+    a, b = grouped_folds(linked, 3, 5, seed=4), grouped_folds(linked, 3, 5, seed=4)
+    assert all(np.array_equal(x, y) for x, y in zip(a.folds, b.folds))
+    others = [grouped_folds(linked, 3, 5, seed=s) for s in range(5, 9)]
+    assert any(not np.array_equal(o.folds[0], a.folds[0]) for o in others)
+
+
+def test_impossible_fold_counts_raise(linked: ScannedDataset) -> None:
+    with pytest.raises(TrainerError, match="at least 2"):
+        grouped_folds(linked, 1, 5, 0)
+    with pytest.raises(TrainerError, match="components"):
+        grouped_folds(linked, 9, 5, 0)
+
+
+def test_mean_ci_uses_the_t_distribution_over_folds() -> None:
+    ci = mean_ci([0.90, 0.95, 1.00, 0.85, 0.90])
+    sd = math.sqrt(0.013 / 4)
+    half = 2.7764451 * sd / math.sqrt(5)  # t(0.975, 4)
+    assert ci["mean"] == pytest.approx(0.92) and ci["sd"] == pytest.approx(sd)
+    assert ci["low"] == pytest.approx(0.92 - half, abs=1e-6) and ci["high"] == pytest.approx(0.92 + half, abs=1e-6)
+    assert (ci["min"], ci["max"], ci["n"]) == (0.85, 1.0, 5)
+    assert mean_ci([0.99, 1.0, 1.0])["high"] == 1.0  # clipped: a proportion cannot exceed 1
+    same = mean_ci([0.5, 0.5])
+    assert same["low"] == same["high"] == 0.5
+    assert mean_ci([0.7])["low"] is None
+
+
+def test_parse_only_folds() -> None:
+    assert parse_only_folds(None, 3) == [0, 1, 2]
+    assert parse_only_folds("2, 0,2", 3) == [0, 2]
+    with pytest.raises(TrainerError, match="comma-separated"):
+        parse_only_folds("one", 3)
+    with pytest.raises(TrainerError, match="out of range"):
+        parse_only_folds("3", 3)
+
+
+def _clean_failure(result, needle: str) -> None:  # type: ignore[no-untyped-def]
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "error:" in result.stderr and needle in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--folds", "1"], "at least 2"),
+        (["--folds", "40"], "components"),
+        (["--only-folds", "0,x"], "comma-separated"),
+        (["--folds", "3", "--only-folds", "3"], "out of range"),
+        (["--epochs", "0"], "invalid trainer setting"),
+        (["--data", "MISSING"], "not found"),
+        (["--data", "ONE_CLASS"], "at least 2 classes"),
+    ],
+)
+def test_bad_inputs_get_one_clear_error(cli, confs_writer, dataset_maker, synthetic_data: Path, tmp_path: Path, extra: list[str], needle: str) -> None:  # type: ignore[no-untyped-def]
+    confs = confs_writer(tmp_path / "confs.json", synthetic_data, tmp_path)
+    if "ONE_CLASS" in extra:
+        dataset_maker(tmp_path / "one", classes=("Only",), per_class=6)
+    extra = [str(tmp_path / "nowhere") if a == "MISSING" else str(tmp_path / "one") if a == "ONE_CLASS" else a for a in extra]
+    _clean_failure(cli("--confs", str(confs), "cv", "--out", str(tmp_path / "cv"), *extra), needle)
+
+
+def test_cv_end_to_end_is_resumable(cli, confs_writer, synthetic_data: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    confs = confs_writer(tmp_path / "confs.json", synthetic_data, tmp_path, train_crop=48)
+    out = tmp_path / "cv"
+    tiny = ["--confs", str(confs), "cv", "--folds", "2", "--epochs", "1", "--max-minutes", "0.2", "--out", str(out)]
+    first = cli(*tiny, "--only-folds", "1", "--json", "--robustness-images", "10")
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["folds_done"] == [1] and summary["complete"] is False
+    assert (out / "fold-1" / "metrics.json").is_file() and not (out / "fold-0").exists()
+    assert summary["per_fold"][0]["schedule"]["max_epochs"] == 1 and summary["robustness_images_per_fold"] == 10
+    done_at = (out / "fold-1" / "metrics.json").stat().st_mtime_ns
+
+    second = cli(*tiny, "--robustness-images", "10")
+    assert second.returncode == 0, second.stderr
+    assert "fold 1 is already in" in second.stderr and (out / "fold-1" / "metrics.json").stat().st_mtime_ns == done_at
+    assert "colour baseline" in second.stdout and "accuracy" in second.stdout
+    result = json.loads((out / "cv.json").read_text())
+    assert result["complete"] is True and result["folds_done"] == [0, 1] and result["focus_class"] == "Alpha"
+    for model in ("cnn", "colour_baseline"):
+        for metric in ("accuracy", "macro_recall", "benign_recall", "ece"):
+            stats = result["overall"][model][metric]
+            assert stats["n"] == 2 and stats["low"] <= stats["mean"] <= stats["high"]
+        assert result["min_fold_benign_recall"][model] is not None
+    assert {"clean", "grayscale", "HED jitter"} <= set(result["robustness"])
+    report = (out / "cv.md").read_text()
+    assert "SHORTER than the release" in report and "t-interval" in report and "up to 10 test images" in report
+
+    plan = json.loads((out / "plan.json").read_text())
+    oof = np.load(out / "oof.npz")
+    assert sorted(oof["files"].tolist()) == sorted(f for fold in plan["files"] for f in fold)
+    assert len(oof["files"]) == 87 and oof["cnn_probs"].shape == oof["baseline_probs"].shape == (87, 3)
+    assert np.allclose(oof["cnn_probs"].sum(axis=1), 1, atol=1e-4) and set(oof["fold"].tolist()) == {0, 1}
+
+    other = cli(*[a if a != "2" else "3" for a in tiny])  # other folds, same --out
+    _clean_failure(other, "choose another --out")
