@@ -112,8 +112,11 @@ class EdgeNodeConfs(_Section):
 
     @model_validator(mode="after")
     def _deprecated_device(self) -> "EdgeNodeConfs":
-        if self.openvino_device is not None and "device" not in self.openvino.model_fields_set:
-            self.openvino = self.openvino.model_copy(update={"device": self.openvino_device})
+        if self.openvino_device is None:
+            return self
+        if "device" in self.openvino.model_fields_set and self.openvino.device != self.openvino_device:
+            raise ValueError("openvino_device (deprecated) and openvino.device disagree: keep openvino.device only")
+        self.openvino = self.openvino.model_copy(update={"device": self.openvino_device})
         return self
 
 

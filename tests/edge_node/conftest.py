@@ -35,3 +35,18 @@ def tiny_package(tmp_path_factory: pytest.TempPathFactory) -> TinyPackage:
     archive = make_tiny_package(root / "dist", key, "1.0.0")
     manifest = unpack_package(archive, root / "unpacked", [key.public_key()])
     return TinyPackage(archive, root / "unpacked", manifest, key)
+
+
+@pytest.fixture(scope="session")
+def tiny_package_v2(tmp_path_factory: pytest.TempPathFactory) -> TinyPackage:
+    """A format-2 tiny package: uint8 input, OOD score, IR + ONNX, and a .tflite when TensorFlow can write one."""
+    from support.tiny_formats import TfliteUnavailable
+
+    root = tmp_path_factory.mktemp("tiny-package-v2")
+    key = Ed25519PrivateKey.generate()
+    try:
+        archive = make_tiny_package(root / "dist", key, "2.0.0", fmt=2, tflite=True)
+    except TfliteUnavailable:
+        archive = make_tiny_package(root / "dist", key, "2.0.0", fmt=2)
+    manifest = unpack_package(archive, root / "unpacked", [key.public_key()])
+    return TinyPackage(archive, root / "unpacked", manifest, key)

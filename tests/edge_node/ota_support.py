@@ -188,7 +188,7 @@ def make_slow_package(
     model = build_tiny_model(224, 0)
     labels = [CLASSES[i % len(CLASSES)] for i in range(selftest_samples)]
     inputs = np.stack([class_image(label, 224, seed=i) for i, label in enumerate(labels)])
-    compiled = ov.Core().compile_model(model, "CPU")
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     outputs = np.concatenate([compiled(image[None].astype(np.float32))[0] for image in inputs]).astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="slow-pkg-") as tmp:
         work = Path(tmp)

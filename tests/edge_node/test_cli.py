@@ -48,7 +48,11 @@ def save_jpeg(path: Path, rgb: np.ndarray) -> Path:
         (lambda d: d["edge_node"].update(confidence_threshold=1.5), "edge_node.confidence_threshold"),
         (lambda d: d["mqtt"].update(port="eighty"), "mqtt.port"),
         (lambda d: d["edge_node"].update(unknown_key=1), "edge_node.unknown_key"),
-        (lambda d: d["edge_node"].update(openvino_device="MYRIAD"), "2022.3"),
+        (lambda d: d["edge_node"]["openvino"].update(device="MYRIAD"), "2022.3"),
+        (lambda d: (d["edge_node"].pop("openvino"), d["edge_node"].update(openvino_device="MYRIAD")), "2022.3"),
+        (lambda d: d["edge_node"].update(openvino_device="GPU"), "openvino_device (deprecated)"),
+        (lambda d: d["edge_node"].update(runtime="tensorflow"), "edge_node.runtime"),
+        (lambda d: d["edge_node"].update(runtime="litert", inference_precision="bf16"), "edge_node.inference_precision"),
         (lambda d: d["edge_node"].update(initial_package="/nope/pkg.tar.gz"), "edge_node.initial_package"),
         (lambda d: d["ota"].update(trusted_public_keys=[]), "ota.trusted_public_keys"),
     ],
@@ -152,3 +156,74 @@ def test_classify_without_a_model_says_so(tmp_path, tiny_package):
     assert result.returncode == 1 and "no model" in result.stderr
     bad_threshold = run_cli("classify", "--confs", str(path), "--threshold", "3", str(image))
     assert bad_threshold.returncode == 1 and "--threshold" in bad_threshold.stderr
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+def test_classify_json_prints_one_object_per_image_and_a_summary(tmp_path, tiny_package_v2, runtime):
+    path = confs_file(tmp_path, tiny_package_v2.public_key_text)
+    data = tmp_path / "data"
+    save_jpeg(data / "Pre" / "a.jpg", class_image("Pre", seed=1))
+    save_jpeg(data / "b.jpg", class_image("Benign", seed=2))
+    Image.fromarray(np.full((80, 80, 3), (0, 0, 100), dtype=np.uint8)).save(data / "far.png")
+    result = run_cli("classify", "--confs", str(path), "--package", str(tiny_package_v2.archive), "--json",
+                     "--runtime", runtime, "--precision", "f32", str(data))
+    assert result.returncode == 0, result.stderr
+    *images, summary = json_lines(result.stdout)
+    by_name = {Path(o["file"]).name: o for o in images}
+    assert set(by_name) == {"a.jpg", "b.jpg", "far.png"}
+    for item in images:
+        assert set(item) >= {"file", "label", "confidence", "probabilities", "uncertain", "out_of_distribution", "ood_score"}
+    assert by_name["a.jpg"]["label"] == "Pre" and by_name["a.jpg"]["out_of_distribution"] is False
+    assert by_name["far.png"]["out_of_distribution"] is True and by_name["far.png"]["ood_score"] > 0.1
+    assert by_name["far.png"]["verdict"] == "needs review: outside what this model was trained on"
+    assert summary["summary"] is True and summary["classified"] == 3 and summary["errors"] == 0
+    assert summary["labels"] == {"Benign": 1, "Pre": 1} and summary["out_of_distribution"] == 1
+    assert summary["runtime"] == runtime and summary["precision"] == "f32"
+
+
+def test_classify_human_output_says_needs_review_instead_of_a_label(tmp_path, tiny_package_v2):
+    path = confs_file(tmp_path, tiny_package_v2.public_key_text)
+    far = tmp_path / "far.png"
+    Image.fromarray(np.full((80, 80, 3), (0, 0, 100), dtype=np.uint8)).save(far)
+    result = run_cli("classify", "--confs", str(path), "--package", str(tiny_package_v2.archive), str(far))
+    assert result.returncode == 0, result.stderr
+    assert "needs review: outside what this model was trained on" in result.stdout and "label Pre" not in result.stdout
+    assert "1 need review" in result.stdout
+
+
+def test_classify_json_reports_bad_inputs_clearly(tmp_path, tiny_package_v2):
+    path = confs_file(tmp_path, tiny_package_v2.public_key_text)
+    junk = tmp_path / "junk"
+    save_jpeg(junk / "good.jpg", class_image("Early", seed=3))
+    (junk / "notes.txt").write_text("not an image, and skipped: no image suffix")
+    (junk / "fake.png").write_bytes(b"this is not a png")
+    missing = tmp_path / "absent.jpg"
+    result = run_cli("classify", "--confs", str(path), "--package", str(tiny_package_v2.archive), "--json",
+                     str(junk), str(missing))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    *items, summary = json_lines(result.stdout)
+    errors = {Path(o["file"]).name: o["error"] for o in items if "error" in o}
+    assert errors == {"fake.png": errors["fake.png"], "absent.jpg": "no such file or directory"}
+    assert "not an image" in errors["fake.png"]
+    assert summary["classified"] == 1 and summary["errors"] == 2 and summary["labels"] == {"Early": 1}
+    assert "fake.png: refused: not an image" in result.stderr
+
+
+def test_classify_refuses_a_runtime_the_package_lacks_and_bad_precisions(tmp_path, tiny_package, tiny_package_v2):
+    path = confs_file(tmp_path, tiny_package.public_key_text)
+    image = save_jpeg(tmp_path / "a.jpg", class_image("Pre"))
+    lacks = run_cli("classify", "--confs", str(path), "--package", str(tiny_package.archive), "--runtime", "onnxruntime",
+                    str(image))
+    assert lacks.returncode == 1 and "runtime onnxruntime has no model file in this package" in lacks.stderr
+    (tmp_path / "v2").mkdir()
+    path2 = confs_file(tmp_path / "v2", tiny_package_v2.public_key_text)
+    bf16 = run_cli("classify", "--confs", str(path2), "--package", str(tiny_package_v2.archive), "--runtime",
+                   "onnxruntime", "--precision", "bf16", str(image))
+    assert bf16.returncode == 1 and "no bf16 mode" in bf16.stderr and "Traceback" not in bf16.stderr
+    device = run_cli("classify", "--confs", str(path2), "--package", str(tiny_package_v2.archive), "--runtime",
+                     "onnxruntime", "--device", "GPU", str(image))
+    assert device.returncode == 1 and "--device sets the OpenVINO device" in device.stderr

@@ -1,4 +1,4 @@
-"""The OpenVINO classifier: loads a package, checks it against the manifest, classifies, swaps."""
+"""The OpenVINO classifier: loads a package, checks it against the manifest, classifies, swaps, reports why none serves."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_node.inference import ModelHolder, ModelMismatchError, OpenVinoClassifier
+from contracts.confs import OpenVinoConfs
+from edge_node.inference import ModelHolder, ModelMismatchError
+from edge_node.inference.openvino_runtime import OpenVinoClassifier
 from support.tiny_package import CLASSES, class_image
 
 
@@ -45,14 +47,14 @@ def test_low_confidence_is_flagged_uncertain(tiny_package):
 
 def test_infer_raw_reproduces_the_selftest_outputs(classifier, tiny_package):
     data = np.load(tiny_package.unpacked / "selftest.npz")
-    outputs = classifier.infer_raw(data["inputs"])
+    outputs = classifier.infer_raw(data["inputs"]).probabilities
     assert outputs.shape == (len(data["inputs"]), len(CLASSES))
     np.testing.assert_allclose(outputs, data["outputs"], atol=tiny_package.manifest.selftest.atol)
 
 
 def test_infer_raw_refuses_a_wrongly_shaped_batch(classifier):
-    with pytest.raises(ValueError, match="does not match manifest input"):
-        classifier.infer_raw(np.zeros((1, 100, 100, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="does not match the model input"):
+        classifier.infer_raw(np.zeros((1, 100, 100, 3), dtype=np.uint8))
 
 
 def test_classify_refuses_a_non_rgb_array(classifier):
@@ -88,8 +90,8 @@ def test_refuses_a_missing_ir_file(tiny_package, tmp_path: Path):
 
 
 def test_refuses_an_unknown_device(tiny_package):
-    with pytest.raises(ModelMismatchError, match="cannot compile"):
-        OpenVinoClassifier(tiny_package.unpacked, tiny_package.manifest, device="MYRIAD")
+    with pytest.raises(ModelMismatchError, match=r"cannot compile .* on MYRIAD \(MYRIAD needs OpenVINO 2022.3 LTS\)"):
+        OpenVinoClassifier(tiny_package.unpacked, tiny_package.manifest, OpenVinoConfs(device="MYRIAD"))
 
 
 def test_holder_swap_lets_in_flight_work_finish_on_the_old_model(tiny_package, classifier):
@@ -119,3 +121,14 @@ def test_classifier_is_safe_from_several_threads(classifier):
     for thread in threads:
         thread.join(30)
     assert not errors and sorted(labels) == sorted(CLASSES)
+
+
+def test_an_empty_holder_says_why_nothing_serves(classifier):
+    holder = ModelHolder()
+    assert holder.reason == "no model is installed yet"
+    assert holder.serving_info() == {"runtime": None, "inference_device": None, "precision": None}
+    holder.mark_unavailable("model 1.5.0 cannot serve: outputs differ")
+    assert holder.reason == "model 1.5.0 cannot serve: outputs differ"
+    holder.swap(classifier)
+    assert holder.reason is None
+    assert holder.serving_info() == {"runtime": "openvino", "inference_device": "CPU", "precision": "f32"}

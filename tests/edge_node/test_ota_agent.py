@@ -12,7 +12,8 @@ import openvino as ov
 import pytest
 
 from contracts.messages import TERMINAL_UPDATE_STATES, UpdateMessage
-from edge_node.inference import ModelHolder, OpenVinoClassifier
+from edge_node.inference import ModelHolder
+from edge_node.inference.openvino_runtime import OpenVinoClassifier
 from edge_node.model_store import InstalledModel, ModelStore
 from edge_node.ota import OtaAgent, PackageDownloader
 from support.tiny_package import class_image

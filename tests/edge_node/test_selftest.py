@@ -1,4 +1,4 @@
-"""The self-test: a model must reproduce its package's outputs (within atol, same labels) before it serves."""
+"""The node's self-test (contracts.selftest at the precision in effect): reproduce the package's outputs or refuse."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from contracts.model_package import unpack_package
-from edge_node.inference import OpenVinoClassifier
+from contracts.selftest import SelfTestSet, load_selftest_set
+from edge_node.inference.openvino_runtime import OpenVinoClassifier
 from edge_node.model_store import InstalledModel
-from edge_node.selftest import SelfTestError, load_selftest_set, run_selftest
+from edge_node.selftest import SelfTestError, selftest
 from tests.edge_node.ota_support import OtaPackages, build_ota_packages
 
 
@@ -41,29 +42,34 @@ def with_selftest(good: InstalledModel, dest: Path, **arrays: np.ndarray) -> Ins
     return InstalledModel(dest, good.manifest)
 
 
+def reference(model: InstalledModel) -> tuple[np.ndarray, np.ndarray]:
+    data: SelfTestSet = load_selftest_set(model.path / model.manifest.selftest.file, model.manifest)
+    return data.inputs, data.probabilities
+
+
 def test_a_good_model_reproduces_its_outputs(classifier, good):
-    run_selftest(classifier, good)
+    selftest(classifier, good)
 
 
 def test_a_package_whose_outputs_do_not_match_fails(tmp_path, packages):
     broken = unpacked(packages.broken_selftest, tmp_path / "broken", packages)
     with pytest.raises(SelfTestError, match="differ"):
-        run_selftest(OpenVinoClassifier(broken.path, broken.manifest), broken)
+        selftest(OpenVinoClassifier(broken.path, broken.manifest), broken)
 
 
 def test_outputs_just_past_the_tolerance_fail(classifier, good, tmp_path):
-    inputs, outputs = load_selftest_set(good)
+    inputs, outputs = reference(good)
     nudged = outputs + np.float32(good.manifest.selftest.atol * 3)
     with pytest.raises(SelfTestError, match="allowed"):
-        run_selftest(classifier, with_selftest(good, tmp_path / "nudged", inputs=inputs, outputs=nudged))
+        selftest(classifier, with_selftest(good, tmp_path / "nudged", inputs=inputs, outputs=nudged))
 
 
 def test_a_different_model_on_the_same_inputs_fails(good, tmp_path, packages):
     other = unpacked(packages.v2, tmp_path / "other", packages)
-    inputs, outputs = load_selftest_set(good)
+    inputs, outputs = reference(good)
     swapped = with_selftest(good, tmp_path / "swapped", inputs=inputs, outputs=np.roll(outputs, 2, axis=1))
     with pytest.raises(SelfTestError):
-        run_selftest(OpenVinoClassifier(other.path, other.manifest), swapped)
+        selftest(OpenVinoClassifier(other.path, other.manifest), swapped)
 
 
 @pytest.mark.parametrize(
@@ -79,11 +85,11 @@ def test_a_different_model_on_the_same_inputs_fails(good, tmp_path, packages):
 )
 def test_malformed_selftest_sets_are_clear_errors(classifier, good, tmp_path, arrays, message):
     with pytest.raises(SelfTestError, match=message):
-        run_selftest(classifier, with_selftest(good, tmp_path / "bad", **arrays))
+        selftest(classifier, with_selftest(good, tmp_path / "bad", **arrays))
 
 
 def test_a_selftest_file_that_is_not_npz_is_a_clear_error(classifier, good, tmp_path):
     bad = with_selftest(good, tmp_path / "garbage")
     (bad.path / good.manifest.selftest.file).write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(SelfTestError, match="cannot be read"):
-        run_selftest(classifier, bad)
+        selftest(classifier, bad)

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from contracts.messages import SensorsMessage, from_bytes
-from edge_node.inference import ModelHolder, OpenVinoClassifier
+from edge_node.inference import ModelHolder
+from edge_node.inference.openvino_runtime import OpenVinoClassifier
 from edge_node.outbox import Outbox
 from edge_node.sources import ClassificationPipeline, ImageRejected, NoModelError, decode_image
 from edge_node.sources.camera import CameraSource
