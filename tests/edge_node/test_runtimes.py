@@ -189,3 +189,14 @@ def test_the_simulators_stand_in_follows_the_same_protocol(tiny_package_v2, tmp_
     )
     prediction = cheap.classify(class_image("Pre"))
     assert set(prediction.probabilities) == set(CLASSES) and prediction.model_version == "2.0.0"
+
+
+def test_each_runtime_has_an_extra_without_tensorflow():
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    wants = {"edge": "openvino", "edge-onnx": "onnxruntime", "edge-litert": "ai-edge-litert"}
+    for extra, runtime in wants.items():
+        names = [dep.split(">")[0].split("=")[0].split("<")[0].strip().lower() for dep in extras[extra]]
+        assert runtime in names and not any("tensorflow" in n or "keras" in n for n in names), extra
+        assert extra == "edge" or "openvino" not in names, extra
