@@ -151,8 +151,13 @@ def _combine_predictions(out: Path, done: list[int]) -> None:
     np.savez_compressed(out / "oof.npz", fold=fold_ids, classes=parts[0]["classes"], **merged)
 
 
-def _notes(plan: dict[str, Any], confs: TrainerConfs, release: TrainerConfs, done: list[int], robustness_images: int) -> list[str]:
-    shorter = confs.epochs < release.epochs or confs.max_train_minutes < release.max_train_minutes
+def _notes(
+    plan: dict[str, Any], confs: TrainerConfs, release: TrainerConfs, results: list[dict[str, Any]], robustness_images: int
+) -> list[str]:
+    done = [r["fold"] for r in results]
+    ran = sorted({(r["schedule"]["max_epochs"], r["schedule"]["max_minutes"]) for r in results})
+    shorter = any(e < release.epochs or m < release.max_train_minutes for e, m in ran)
+    schedules = " or ".join(f"at most {e} epochs and {m:g} minutes" for e, m in ran)
     return [
         f"- data: `{plan['data_dir']}`: {plan['kept']} images kept ({plan['exact_duplicates_removed']} exact duplicates "
         f"and {plan['conflicting_labels_removed']} with conflicting labels removed), {plan['near_duplicate_groups']} "
@@ -163,8 +168,8 @@ def _notes(plan: dict[str, Any], confs: TrainerConfs, release: TrainerConfs, don
         f"{100 * confs.split.validation_fraction:.0f}% of the other components per class (best-epoch selection only); "
         "train = the rest. The colour baseline trains on the same train part.",
         f"- folds done: {len(done)} of {plan['folds']}" + ("" if len(done) == plan["folds"] else f" ({done}): PARTIAL"),
-        f"- schedule per fold: at most {confs.epochs} epochs and {confs.max_train_minutes:g} minutes, patience "
-        f"{confs.patience} (release: {release.epochs} epochs, {release.max_train_minutes:g} minutes)"
+        f"- schedule per fold: {schedules}" + (" (MIXED across folds)" if len(ran) > 1 else "")
+        + f" (release: {release.epochs} epochs, {release.max_train_minutes:g} minutes)"
         + (": SHORTER than the release, so these figures may understate it" if shorter else "")
         + "; what each fold actually ran is in the per-fold table",
         f"- intervals: {S.CI_METHOD}",
@@ -178,7 +183,7 @@ def report(out: Path, plan: dict[str, Any], confs: TrainerConfs, release: Traine
     results = [json.loads((out / f"fold-{f}" / DONE).read_text()) for f in done]
     focus = S.focus_class(plan["classes"])
     summary = S.summarise(results, focus)
-    notes = _notes(plan, confs, release, done, robustness_images)
+    notes = _notes(plan, confs, release, results, robustness_images)
     data = {
         "folds": plan["folds"], "folds_done": done, "complete": len(done) == plan["folds"], "focus_class": focus,
         "classes": plan["classes"], "plan_digest": plan["digest"], "robustness_images_per_fold": robustness_images,
