@@ -16,7 +16,17 @@ from broker_harness import publish_and_wait
 from security.stack import NODE, OTHER, SecurityStack
 from support.tiny_package import CLASSES
 
-from contracts.messages import CommandMessage, LifeMessage, ModelUpdate, Ping, UpdateMessage, UpdateState, to_bytes
+from contracts.messages import (
+    CommandMessage,
+    LifeMessage,
+    ModelUpdate,
+    NodeState,
+    Ping,
+    StatusMessage,
+    UpdateMessage,
+    UpdateState,
+    to_bytes,
+)
 
 
 def _since(stack: SecurityStack, channel: str, seen: int) -> list[Any]:
@@ -125,6 +135,8 @@ def test_results_that_make_no_sense_are_not_stored(stack: SecurityStack) -> None
         _result(confidence=0.11),
         _result(inference_ms=float("inf")),
     ]
+    status = StatusMessage(device=OTHER, state=NodeState.ONLINE, model_version="1.0.0", software_version="0.1.0")
+    _publish_as_other(stack, "Status", to_bytes(status))  # the release devB says it runs, whose classes count
     for message in [*bad, good]:
         _publish_as_other(stack, "Sensors", json.dumps(message).encode())  # json writes inf as Infinity
     assert _wait_db(stack, "SELECT 1 FROM classifications WHERE message_id = ?", good["message_id"]), "control not stored"
@@ -133,14 +145,15 @@ def test_results_that_make_no_sense_are_not_stored(stack: SecurityStack) -> None
 
 
 def test_updates_for_commands_never_sent_raise_no_alert(stack: SecurityStack) -> None:
-    before = stack.query("SELECT COUNT(*) FROM alerts WHERE device_id = ?", OTHER)[0][0]
+    ota = "SELECT COUNT(*) FROM alerts WHERE device_id = ? AND kind = 'ota_failed'"
+    before = stack.query(ota, OTHER)[0][0]
     update = UpdateMessage(device=OTHER, command_id=f"never-{uuid.uuid4().hex[:8]}", state=UpdateState.FAILED,
                            reason="made up")
     _publish_as_other(stack, "Updates", to_bytes(update))
     _publish_as_other(stack, "Life", _life(cpu_percent=12.0))
     _wait_db(stack, "SELECT 1 FROM devices WHERE id = ? AND cpu_percent = 12.0", OTHER)
     time.sleep(1.0)
-    assert stack.query("SELECT COUNT(*) FROM alerts WHERE device_id = ?", OTHER)[0][0] == before
+    assert stack.query(ota, OTHER)[0][0] == before
 
 
 def test_commands_whose_envelope_names_another_device_are_refused(stack: SecurityStack) -> None:
