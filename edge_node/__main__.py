@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from contracts.confs import DEFAULT_PATH, Confs, ConfsError, EdgeNodeConfs, load_confs
 from contracts.model_package import PackageError, parse_public_key, unpack_package
+from edge_node.state_files import PRIVATE_UMASK
 
 logger = logging.getLogger("edge_node")
 
@@ -84,6 +86,8 @@ def cmd_run(confs_path: Path) -> int:
     from edge_node.node import EdgeNode, NodeSetupError, Secrets
 
     confs = _load(confs_path)
+    # Whatever the node writes (outbox, models, journal, downloads) is for the node's user alone.
+    os.umask(PRIVATE_UMASK)
     try:
         node = EdgeNode(confs, Secrets.from_confs(confs))
     except (NodeSetupError, PackageError, ModelStoreError, OSError) as exc:

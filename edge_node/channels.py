@@ -45,8 +45,12 @@ class NodeChannels:
         topic: Callable[[Channel], str],
         holder: ModelHolder,
         on_update: Callable[[UpdateMessage], None] | None = None,
+        commander: str | None = None,
     ) -> None:
+        """commander: the dashboard's application id, the only sender whose Commands are obeyed (None: any)."""
         self.device_id = device_id
+        self.commander = commander
+        self.refused_commands = 0
         self._topic = topic
         self._holder = holder
         self._on_update = on_update
@@ -94,6 +98,15 @@ class NodeChannels:
                 self._warner.warn(WarningCode.INPUT_REJECTED, f"command refused: {exc}", key="command")
             return
         assert isinstance(command, CommandMessage)
+        if self.commander is not None and command.device != self.commander:
+            # Only the dashboard writes Commands; an envelope naming anyone else is forged or misrouted.
+            self.refused_commands += 1
+            logger.warning("refused command %s: sent by %r, not the dashboard %r (%d refused so far)",
+                           command.command_id, command.device, self.commander, self.refused_commands)
+            if self._warner is not None:
+                self._warner.warn(WarningCode.INPUT_REJECTED, f"command {command.command_id} refused: sender "
+                                  f"{command.device!r} is not the dashboard", key="command-sender")
+            return
         logger.info("command %s (%s)", command.command_id, command.command.kind)
         if isinstance(command.command, Ping):
             self.link.publish_status()

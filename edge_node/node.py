@@ -27,6 +27,7 @@ from edge_node.sources import ClassificationPipeline
 from edge_node.sources.camera import CameraSource
 from edge_node.sources.folder import FolderSource
 from edge_node.sources.http_api import InferenceServer
+from edge_node.state_files import private_dir, warn_if_loose
 from edge_node.telemetry import InferenceStats, Telemetry, Warner
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class EdgeNode:
         self._stopped = threading.Event()
         self.holder = ModelHolder()
         self.stats = InferenceStats()
-        self.channels = NodeChannels(self.device_id, self._topic, self.holder)
+        self.channels = NodeChannels(self.device_id, self._topic, self.holder, commander=confs.dashboard.app_id)
         self.link = MqttLink(self._link_settings(secrets), self.channels.status_payload)
         self.warner = Warner(self.device_id, self.channels.publish_warning)
         self.outbox = Outbox(Path(edge.outbox_path), edge.outbox_limit, on_overflow=self._on_overflow)
@@ -97,6 +98,8 @@ class EdgeNode:
             on_result=self.telemetry.on_prediction, on_rejected=self._on_rejected,
         )
         store_root = Path(edge.model_store)
+        private_dir(store_root)
+        private_dir(store_root.parent / "ota")
         self.store = ModelStore(
             store_root, [parse_public_key(k) for k in confs.ota.trusted_public_keys],
             PackageLimits(max_total_bytes=2 * confs.ota.max_package_bytes),
@@ -104,6 +107,7 @@ class EdgeNode:
         self.ota = OtaAgent(
             self.store, self.holder, self._load_classifier, self.channels.publish_update, self.device_id, store_root.parent / "ota",
             secrets.http_token, confs.ota.max_package_bytes, publish_warning=self.channels.publish_ota_warning,
+            package_origin=confs.dashboard.public_url,
         )
         self.sources = self._build_sources(secrets)
         self.channels.bind(self.link, self.warner, self.ota, self._publish_life)
@@ -134,8 +138,18 @@ class EdgeNode:
 
     # lifecycle -----------------------------------------------------------------------------
 
+    def state_paths(self) -> list[Path]:
+        """Everything of the node's own that other local users must not read: state folders, outbox, secrets."""
+        edge, outbox = self.confs.edge_node, Path(self.confs.edge_node.outbox_path)
+        store_root = Path(edge.model_store)
+        paths = [outbox.parent, outbox, *(outbox.with_name(outbox.name + s) for s in ("-wal", "-shm"))]
+        paths += [store_root, store_root.parent / "ota", store_root.parent / "ota" / "ota_journal.json"]
+        paths += [Path(p) for p in (edge.token_file, self.confs.mqtt.password_file) if p]
+        return paths
+
     def start(self) -> None:
         """Load the best model, connect, and start every source and the telemetry loop."""
+        warn_if_loose(self.state_paths())
         initial = self.confs.edge_node.initial_package
         self.ota.startup(Path(initial) if initial else None)
         if self.holder.current() is None:

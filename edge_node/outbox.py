@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_node.state_files import private_file
+
 logger = logging.getLogger(__name__)
 
 _SCHEMA = """
@@ -67,7 +69,8 @@ class Outbox:
         self.limit = limit
         self.replay_window_s = replay_window_s
         self.on_overflow = on_overflow
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Made 0600 before SQLite opens it: SQLite gives the -wal and -shm files the database file's mode.
+        private_file(self.path)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -46,6 +46,7 @@ class OtaAgent:
         *,
         publish_warning: PublishWarning | None = None,
         downloader: PackageDownloader | None = None,
+        package_origin: str | None = None,
     ) -> None:
         self._store = store
         self._holder = holder
@@ -56,7 +57,8 @@ class OtaAgent:
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._max_package_bytes = max_package_bytes
-        self._downloader = downloader or PackageDownloader(self.work_dir / "downloads", http_token)
+        # The token goes only to package_origin (the dashboard), and no other host is ever contacted.
+        self._downloader = downloader or PackageDownloader(self.work_dir / "downloads", http_token, origin=package_origin)
         self._journal = CommandJournal(self.work_dir / "ota_journal.json")
         self._queue: queue.Queue[Any] = queue.Queue()
         self._cancel = threading.Event()

@@ -19,6 +19,10 @@ from contracts import SOFTWARE_VERSION
 logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 64 * 1024
+# One reason for every URL refused and every connection or HTTP failure: a command's sender must not
+# learn from FAILED reasons which hosts and ports are closed, open or speak HTTP. Details go to the log.
+UNREACHABLE = "the dashboard did not provide the package"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 ProgressCallback = Callable[[int, int], None]
 
@@ -33,6 +37,18 @@ class DownloadError(RuntimeError):
 
 class DownloadCancelled(DownloadError):
     """The agent is stopping."""
+
+
+def url_origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL, with the default port filled in; None if it has none."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username or parts.password:
+        return None
+    return parts.scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[parts.scheme]
 
 
 @dataclass
@@ -56,7 +72,12 @@ class PackageDownloader:
         attempts: int = 4,
         backoff_s: float = 0.5,
         ca_file: str | None = None,
+        origin: str | None = None,
     ) -> None:
+        """origin: the only scheme://host:port packages come from (and the token goes to); None allows any."""
+        self.origin = url_origin(origin) if origin is not None else None
+        if origin is not None and self.origin is None:
+            raise ValueError(f"package origin {origin!r} is not an http(s) URL")
         self.downloads_dir = Path(downloads_dir)
         self.downloads_dir.mkdir(parents=True, exist_ok=True)
         self._token = token
@@ -64,6 +85,13 @@ class PackageDownloader:
         self._attempts = max(1, attempts)
         self._backoff_s = backoff_s
         self._ssl = ssl.create_default_context(cafile=ca_file)
+
+    def check_url(self, url: str) -> None:
+        """Refuse, before any connection, a URL outside the package origin."""
+        origin = url_origin(url)
+        if origin is None or (self.origin is not None and origin != self.origin):
+            logger.warning("refusing package URL %r: packages come only from %s", url[:200], self.origin)
+            raise DownloadError(UNREACHABLE)
 
     def partial_path(self, sha256: str) -> Path:
         """Where the bytes of a package with this hash accumulate."""
@@ -80,6 +108,7 @@ class PackageDownloader:
         stats: DownloadStats | None = None,
     ) -> Path:
         """Download until the file has exactly size bytes hashing to sha256; returns its path."""
+        self.check_url(url)
         stats = stats if stats is not None else DownloadStats()
         stats.resumed_from = stats.resumed_from if stats.resumed_from is not None else []
         cancel = cancel or threading.Event()
@@ -139,22 +168,19 @@ class PackageDownloader:
                 stats.resumed_from.append(offset)
             self._copy_body(response, path, offset, size, progress, cancel, stats)
         except (OSError, http.client.HTTPException) as exc:
-            raise DownloadError(f"connection failed: {exc or type(exc).__name__}", retriable=True) from None
+            logger.warning("download from %s failed: %s", url[:200], exc or type(exc).__name__)
+            raise DownloadError(UNREACHABLE, retriable=True) from None
         finally:
             connection.close()
 
     def _connect(self, url: str) -> tuple[http.client.HTTPConnection, str]:
+        self.check_url(url)
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise DownloadError(f"package URL {url!r} is not http(s)")
+        scheme, host, port = url_origin(url) or ("", "", 0)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        try:
-            port = parts.port
-        except ValueError:
-            raise DownloadError(f"package URL {url!r} has a bad port") from None
-        if parts.scheme == "https":
-            return http.client.HTTPSConnection(parts.hostname, port, timeout=self._timeout_s, context=self._ssl), target
-        return http.client.HTTPConnection(parts.hostname, port, timeout=self._timeout_s), target
+        if scheme == "https":
+            return http.client.HTTPSConnection(host, port, timeout=self._timeout_s, context=self._ssl), target
+        return http.client.HTTPConnection(host, port, timeout=self._timeout_s), target
 
     @staticmethod
     def _check_response(response: http.client.HTTPResponse, offset: int, size: int, path: Path) -> int:
@@ -179,10 +205,9 @@ class PackageDownloader:
         if status == 416:
             path.unlink(missing_ok=True)
             raise DownloadError("server refused the resume range; restarting", retriable=True)
-        if 300 <= status < 400:
-            raise DownloadError(f"HTTP {status}: redirects are not followed (the token stays with its server)")
-        retriable = status >= 500 or status == 429
-        raise DownloadError(f"HTTP {status} {response.reason}".strip(), retriable=retriable)
+        # Redirects are not followed: the token stays with its origin.
+        logger.warning("package server answered HTTP %d %s", status, response.reason)
+        raise DownloadError(UNREACHABLE, retriable=status >= 500 or status == 429)
 
     @staticmethod
     def _copy_body(

@@ -92,7 +92,8 @@ def build_fleet(args: argparse.Namespace, work_dir: Path):  # noqa: ANN201 - Fle
         zone=confs.identity.zone, work_dir=work_dir,
         trusted_keys=[parse_public_key(k) for k in confs.ota.trusted_public_keys], initial_package=package,
         rate=args.rate, life_interval_s=args.life_interval, device_prefix=args.device_prefix,
-        max_package_bytes=confs.ota.max_package_bytes, cheap_classifier=args.cheap,
+        max_package_bytes=confs.ota.max_package_bytes, package_origin=confs.dashboard.public_url,
+        cheap_classifier=args.cheap,
         edge=confs.edge_node,
         tls=confs.mqtt.tls, ca_file=confs.mqtt.ca_file, keepalive=confs.mqtt.keepalive, workers=args.workers,
     )

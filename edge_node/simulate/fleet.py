@@ -53,6 +53,7 @@ class FleetSettings:
     life_interval_s: float = 1.0
     device_prefix: str = "sim"
     max_package_bytes: int = 256 * 1024 * 1024
+    package_origin: str | None = None
     cheap_classifier: bool = False
     edge: EdgeNodeConfs = field(default_factory=EdgeNodeConfs)
     tls: bool = False
@@ -105,7 +106,8 @@ class Fleet:
             work_dir=settings.work_dir,
             store_factory=lambda root: ModelStore(root, settings.trusted_keys, limits),
             load_classifier=self.classifiers.load, system_metrics=SystemSampler(str(settings.work_dir)),
-            max_package_bytes=settings.max_package_bytes, outbox_limit=settings.outbox_limit, tls=settings.tls,
+            max_package_bytes=settings.max_package_bytes, package_origin=settings.package_origin,
+            outbox_limit=settings.outbox_limit, tls=settings.tls,
             ca_file=settings.ca_file, keepalive=settings.keepalive,
             classifier_view=CheapView if settings.cheap_classifier else None,
             link_factory=lambda link_settings, status: SharedLoopLink(link_settings, status, self.mqtt_loop),

@@ -54,6 +54,7 @@ class NodeEnvironment:
     load_classifier: Callable[[InstalledModel], Classifier]
     system_metrics: Callable[[], tuple[float, float, float]]
     max_package_bytes: int
+    package_origin: str | None = None
     outbox_limit: int = 10_000
     tls: bool = False
     ca_file: str | None = None
@@ -95,7 +96,7 @@ class VirtualNode:
         self.ota = OtaAgent(
             self.store, self.holder, env.load_classifier, self.channels.publish_update, identity.device_id,
             root / "ota", identity.download_token, env.max_package_bytes,
-            publish_warning=self.channels.publish_ota_warning,
+            publish_warning=self.channels.publish_ota_warning, package_origin=env.package_origin,
         )
         view: ServingSource = env.classifier_view(self.holder) if env.classifier_view else self.holder
         self.pipeline = ClassificationPipeline(

@@ -5,20 +5,26 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import socket
 import threading
-from email.message import Message
-from email.parser import BytesParser
-from email.policy import HTTP
+from collections import Counter
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from edge_node.sources.decode import MAX_IMAGE_BYTES, ImageRejected
+from edge_node.sources.multipart import MultipartError, multipart_file
 from edge_node.sources.pipeline import ClassificationPipeline, NoModelError
 
 logger = logging.getLogger(__name__)
 
 MAX_CONCURRENT_REQUESTS = 8
+# Bodies are received before an inference slot is taken, so slow senders cannot starve the others; how
+# many arrive at once is bounded in all and per peer, and a whole request (headers and body) gets at most
+# REQUEST_DEADLINE_S however steadily its bytes trickle in.
+MAX_RECEIVING = 32
+MAX_RECEIVING_PER_PEER = 4
+REQUEST_DEADLINE_S = 30.0
 
 
 class RequestError(Exception):
@@ -29,24 +35,41 @@ class RequestError(Exception):
         self.status = status
 
 
-def _multipart_file(content_type: str, body: bytes) -> bytes:
-    """The `file` part of a multipart/form-data body."""
-    envelope = f"Content-Type: {content_type}\r\n\r\n".encode() + body
-    message: Message = BytesParser(policy=HTTP).parsebytes(envelope)
-    if not message.is_multipart():
-        raise RequestError(HTTPStatus.BAD_REQUEST, "malformed multipart body")
-    for part in message.iter_parts():  # type: ignore[attr-defined]
-        if part.get_param("name", header="content-disposition") == "file":
-            payload = part.get_payload(decode=True)
-            return payload if isinstance(payload, bytes) else b""
-    raise RequestError(HTTPStatus.BAD_REQUEST, "multipart body has no 'file' field")
+class _Receivers:
+    """Counts connections receiving a body, in all and per peer address."""
+
+    def __init__(self, total: int, per_peer: int) -> None:
+        self._total, self._per_peer = total, per_peer
+        self._by_peer: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def enter(self, peer: str) -> bool:
+        """Take a place for peer; False when it or everyone has too many."""
+        with self._lock:
+            if sum(self._by_peer.values()) >= self._total or self._by_peer[peer] >= self._per_peer:
+                return False
+            self._by_peer[peer] += 1
+            return True
+
+    def leave(self, peer: str) -> None:
+        """Give peer's place back."""
+        with self._lock:
+            self._by_peer[peer] -= 1
+            if self._by_peer[peer] <= 0:
+                del self._by_peer[peer]
 
 
 class InferenceServer:
     """A small threaded HTTP server; every request needs `Authorization: Bearer <token>`."""
 
     def __init__(
-        self, pipeline: ClassificationPipeline, host: str, port: int, token: str, max_bytes: int = MAX_IMAGE_BYTES
+        self,
+        pipeline: ClassificationPipeline,
+        host: str,
+        port: int,
+        token: str,
+        max_bytes: int = MAX_IMAGE_BYTES,
+        request_deadline_s: float = REQUEST_DEADLINE_S,
     ) -> None:
         if not token:
             raise ValueError("the HTTP endpoint needs a bearer token")
@@ -54,6 +77,8 @@ class InferenceServer:
         self._token = token.encode()
         self._max_bytes = max_bytes
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
+        self._receivers = _Receivers(MAX_RECEIVING, MAX_RECEIVING_PER_PEER)
+        self._deadline_s = request_deadline_s
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="http-inference", daemon=True)
@@ -83,7 +108,10 @@ class InferenceServer:
     def infer(self, content_type: str, body: bytes) -> dict[str, Any]:
         """Classify a request body; the answer keeps the original servers' Response/Message/Diagnosis keys."""
         if content_type.lower().startswith("multipart/form-data"):
-            body = _multipart_file(content_type, body)
+            try:
+                body = multipart_file(content_type, body)
+            except MultipartError as exc:
+                raise RequestError(HTTPStatus.BAD_REQUEST, str(exc)) from None
         try:
             outcome = self._pipeline.process_bytes(body, source="http")
         except ImageRejected as exc:
@@ -119,6 +147,24 @@ class InferenceServer:
             def log_message(self, format: str, *args: Any) -> None:
                 logger.debug("%s " + format, self.address_string(), *args)
 
+            def handle_one_request(self) -> None:
+                # A watchdog ends reading at the deadline; writing the answer stays possible.
+                self.expired = threading.Event()
+                self.watchdog = threading.Timer(server._deadline_s, self._expire)
+                self.watchdog.daemon = True
+                self.watchdog.start()
+                try:
+                    super().handle_one_request()
+                finally:
+                    self.watchdog.cancel()
+
+            def _expire(self) -> None:
+                self.expired.set()
+                try:
+                    self.connection.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
+
             def do_POST(self) -> None:
                 self._serve(lambda: self._post())
 
@@ -141,15 +187,30 @@ class InferenceServer:
                 length = int(length_text)
                 if length > server._max_bytes:
                     raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {server._max_bytes} bytes")
+                body = self._receive(length)
                 if not server._slots.acquire(blocking=False):
                     raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, "busy: too many requests in progress")
                 try:
-                    body = self.rfile.read(length)
-                    if len(body) != length:
-                        raise RequestError(HTTPStatus.BAD_REQUEST, "body shorter than Content-Length")
                     return server.infer(self.headers.get("Content-Type", ""), body)
                 finally:
                     server._slots.release()
+
+            def _receive(self, length: int) -> bytes:
+                peer = self.client_address[0]
+                if not server._receivers.enter(peer):
+                    raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, "busy: too many uploads in progress")
+                try:
+                    body = self.rfile.read(length)
+                except TimeoutError:
+                    body = b""
+                finally:
+                    server._receivers.leave(peer)
+                self.watchdog.cancel()
+                if self.expired.is_set():
+                    raise RequestError(HTTPStatus.REQUEST_TIMEOUT, f"request not received within {server._deadline_s:g} s")
+                if len(body) != length:
+                    raise RequestError(HTTPStatus.BAD_REQUEST, "body shorter than Content-Length")
+                return body
 
             def _serve(self, action: Any) -> None:
                 try:

@@ -26,10 +26,16 @@ def write_confs(
     package: Path,
     public_key: str,
     device: str = "devA",
+    public_url: str | None = None,
     **edge_overrides: Any,
 ) -> Path:
-    """A confs.json for one node in directory, pointing at the harness broker; returns its path."""
+    """A confs.json for one node in directory, pointing at the harness broker; returns its path.
+
+    public_url is the dashboard origin the node downloads packages from (and sends its token to).
+    """
     base = json.loads((ROOT / "confs.json").read_text())
+    if public_url is not None:
+        base["dashboard"]["public_url"] = public_url
     base["mqtt"].update(host=broker.host, port=broker.port, tls=False, ca_file=None, password_file=None)
     base["identity"].update(location=broker.location, zone=broker.zone)
     inputs = {"watch_dir": str(directory / "inbox"), "http": True, "camera": None, "camera_interval_s": 1.0}

@@ -77,8 +77,13 @@ class PackageServer:
         self.faults[name] = list(faults)
         return self.url(name)
 
+    @property
+    def origin(self) -> str:
+        """scheme://host:port of this server: the node's package origin (dashboard.public_url)."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/packages/{name}"
+        return f"{self.origin}/packages/{name}"
 
     def body_bytes(self, name: str) -> int:
         """Body bytes sent for name over all requests."""

@@ -45,8 +45,10 @@ def server() -> Iterator[PackageServer]:
 
 
 @pytest.fixture
-def node(broker: BrokerHandle, packages: OtaPackages, tmp_path: Path) -> Iterator[NodeProcess]:
-    confs = write_confs(tmp_path, broker, packages.v1, public_key_text(packages.key), inputs={"watch_dir": None})
+def node(broker: BrokerHandle, packages: OtaPackages, tmp_path: Path, server: PackageServer) -> Iterator[NodeProcess]:
+    confs = write_confs(
+        tmp_path, broker, packages.v1, public_key_text(packages.key), inputs={"watch_dir": None}, public_url=server.origin
+    )
     process = NodeProcess(confs, broker.credentials["devA"])
     yield process
     process.kill()

@@ -54,7 +54,7 @@ def test_sigkill_during_ota_install(fault_stack: FaultStack, packages, scale: Sc
     server = PackageServer(token=TOKEN).start()
     broker = fault_stack.broker
     try:
-        node = fault_stack.add_node("devA", packages.v1, packages.public_key)
+        node = fault_stack.add_node("devA", packages.v1, packages.public_key, public_url=server.origin)
         fault_stack.start_node(node)
         updates = broker.collector(broker.dashboard_user, broker.topic("devA", "Updates"))
         feed = ImageFeed()
