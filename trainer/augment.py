@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from trainer.stain import random_hed_jitter
+
 log = logging.getLogger(__name__)
 
 # The microscope's scale-bar label sits in the bottom-right corner; its style differs between
@@ -128,6 +130,8 @@ class AugmentConfig:
     stain_gain: float = 0.1
     p_jpeg: float = 0.3
     jpeg_quality: tuple[int, int] = (35, 95)
+    p_hed: float = 0.5
+    hed_sigma: float = 0.08
 
 
 class Augmenter:
@@ -152,6 +156,8 @@ class Augmenter:
             out = hue_saturation(out, hue, sat)
             gains = tuple(float(g) for g in 1 + rng.uniform(-cfg.stain_gain, cfg.stain_gain, 3))
             out = brightness_contrast(out, rng.uniform(*cfg.brightness), rng.uniform(*cfg.contrast), gains)
+        if rng.random() < cfg.p_hed:
+            out = random_hed_jitter(out, rng, cfg.hed_sigma)
         if rng.random() < cfg.p_equalize:
             out = equalize_histogram(out)
         if rng.random() < cfg.p_grayscale:

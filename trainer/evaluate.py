@@ -37,6 +37,7 @@ def assess(
     seed: int = 0,
     history: dict[str, list[float]] | None = None,
     extra_sections: list[tuple[str, list[str]]] | None = None,
+    card: Callable[[dict[str, Any]], list[tuple[str, list[str]]]] | None = None,
 ) -> dict[str, Any]:
     """Test-split metrics, colour baseline, robustness table, plots and a Markdown report in out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -70,7 +71,8 @@ def assess(
     ]
     if history:
         sections.append(("Training", ["![history](history.png)"]))
-    R.write_markdown(out_dir / "report.md", title, sections + (extra_sections or []))
+    front = card(result) if card else []
+    R.write_markdown(out_dir / "report.md", title, front + sections + (extra_sections or []))
     return result
 
 

@@ -16,6 +16,22 @@ from trainer.model import INPUT_NAME, OUTPUT_NAME
 log = logging.getLogger(__name__)
 
 
+def export_formats(deployable: keras.Model, out_dir: Path, image_size: int, fp16: bool = True) -> dict[str, Path]:
+    """Write model.onnx, model.tflite and the OpenVINO IR (made from the ONNX model) for one uint8 image."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path, tflite_path = out_dir / "model.onnx", out_dir / "model.tflite"
+    deployable.export(str(onnx_path), format="onnx", verbose=False)
+    deployable.export(str(tflite_path), format="litert", verbose=False)
+    ov_model = ov.convert_model(str(onnx_path), input=[(INPUT_NAME, [1, image_size, image_size, 3], ov.Type.u8)])
+    ov_model.input(0).get_tensor().set_names({INPUT_NAME})
+    for port in ov_model.outputs:
+        # Keep only the output's own name, so the node finds it whatever the converter added.
+        names = port.get_names()
+        port.get_tensor().set_names({n for n in names if n in (OUTPUT_NAME, "ood_score")} or names)
+    xml, _bin = save_ir(ov_model, out_dir, fp16=fp16)
+    return {"openvino": xml, "onnx": onnx_path, "tflite": tflite_path}
+
+
 def to_openvino(model: keras.Model, image_size: int) -> ov.Model:
     """Convert the in-memory Keras model to an OpenVINO model taking one uint8 RGB NHWC image."""
     ov_model = ov.convert_model(model, input=[(1, image_size, image_size, 3)])

@@ -24,9 +24,11 @@ class OpenVinoClassifier:
         device: str = "CPU",
         core: ov.Core | None = None,
         cache_dir: Path | str | None = None,
+        precision: str = "f32",
     ) -> None:
         self.core = core or ov.Core()
-        config: dict[str, str] = {"PERFORMANCE_HINT": hint}
+        # Pinned: a CPU with AMX or AVX512-BF16 would otherwise run bf16 by default.
+        config: dict[str, str] = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": precision}
         if cache_dir is not None:
             config["CACHE_DIR"] = str(cache_dir)
         model = self.core.read_model(str(model_xml))
@@ -35,6 +37,8 @@ class OpenVinoClassifier:
         self.input_shape = [int(d) for d in port.get_partial_shape().get_min_shape()]
         self.input_dtype = _NUMPY_TYPES.get(port.get_element_type().to_dtype().name, np.float32)
         self.request = self.compiled.create_infer_request()
+        named = [i for i, out in enumerate(self.compiled.outputs) if "probabilities" in out.get_names()]
+        self.output_index = named[0] if named else 0
         self.last_ms_per_image = 0.0
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
@@ -46,17 +50,18 @@ class OpenVinoClassifier:
     def predict_one(self, image: np.ndarray) -> np.ndarray:
         """Probabilities for one (H, W, 3) uint8 RGB image."""
         result = self.request.infer({0: self._prepare(image)})
-        return np.array(result[0][0], dtype=np.float32)
+        return np.array(result[self.output_index][0], dtype=np.float32)
 
     def predict(self, images: np.ndarray, parallel: bool = True) -> np.ndarray:
         """Probabilities for a batch, one request per image (AsyncInferQueue when parallel)."""
         start = time.perf_counter()
-        out = np.zeros((len(images), self.compiled.output(0).get_partial_shape()[1].get_length()), np.float32)
+        n_classes = self.compiled.output(self.output_index).get_partial_shape()[1].get_length()
+        out = np.zeros((len(images), n_classes), np.float32)
         if parallel and len(images) > 1:
             queue = ov.AsyncInferQueue(self.compiled)
 
             def done(request: ov.InferRequest, index: int) -> None:
-                out[index] = request.get_output_tensor(0).data[0]
+                out[index] = request.get_output_tensor(self.output_index).data[0]
 
             queue.set_callback(done)
             for i, image in enumerate(images):

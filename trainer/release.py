@@ -31,46 +31,58 @@ def _dataset(confs: TrainerConfs):  # type: ignore[no-untyped-def]
 
 
 def export_run(run_dir: Path, confs_path: Path, int8: bool = False) -> dict[str, Any]:
-    """Write run_dir/ir (FP16) and maybe run_dir/ir_int8; return the agreement and INT8 figures."""
+    """Fit the OOD detector, write run_dir/export (IR, ONNX, TFLite) and check every format against Keras."""
     import keras
 
     import trainer.layers  # noqa: F401  (registers the custom layers for loading)
-    from trainer.export import (
-        agreement,
-        keras_predict,
-        quantize_int8,
-        save_ir,
-        to_openvino,
-    )
-    from trainer.ov_classifier import OpenVinoClassifier
+    from trainer.export import export_formats
+    from trainer.ood import deployable, deployable_predict
+    from trainer.ood_report import fit_detector
+    from trainer.runtimes import litert_runner, onnx_runner, openvino_runner
 
     run_dir = run_dir.resolve()
     confs, _data = _load_run(run_dir)
     model = keras.models.load_model(run_dir / "model.keras")
     dataset, index = _dataset(confs)
+    fit, ood_info = fit_detector(model, dataset, index, confs.ood_quantile, confs.seed)
+    fit.save(run_dir / "ood.npz")
+    final = deployable(model, fit)
     test = dataset.images[index.split["test"]]
-    ov_model = to_openvino(model, confs.image_size)
-    save_ir(ov_model, run_dir / "ir", fp16=True)
-    classifier = OpenVinoClassifier(run_dir / "ir" / "model.xml", hint="THROUGHPUT")
-    info: dict[str, Any] = {"fp16_vs_keras": agreement(keras_predict(model, test), classifier.predict(test))}
-    if int8:
-        val = index.split["validation"]
-        val_images, val_labels = dataset.images[val], dataset.labels[val]
-
-        def val_accuracy(m) -> float:  # type: ignore[no-untyped-def]
-            import openvino as ov
-
-            compiled = ov.Core().compile_model(m, "CPU")
-            preds = [int(compiled(img[None])[0].argmax()) for img in val_images]
-            return float((val_labels == preds).mean())
-
-        calibration = dataset.images[index.split["train"][:: max(len(index.split["train"]) // 300, 1)]]
-        quantized, info["int8"] = quantize_int8(ov_model, calibration, val_accuracy, val_accuracy(ov_model))
-        if quantized is not None:
-            save_ir(quantized, run_dir / "ir_int8", fp16=False)
+    reference = deployable_predict(final, test)
+    info: dict[str, Any] = {"ood": ood_info}
+    for fp16 in (True, False):
+        files = export_formats(final, run_dir / "export", confs.image_size, fp16=fp16)
+        runners = {"openvino": openvino_runner(files["openvino"]), "onnxruntime": onnx_runner(files["onnx"]),
+                   "litert": litert_runner(files["tflite"])}
+        checks = {name: agreement(reference, run(test), fit.threshold) for name, run in runners.items()}
+        info["formats_vs_keras"], info["ir_weights"] = checks, "fp16" if fp16 else "fp32"
+        if all(c["labels_agree"] for c in checks.values()):
+            break
+        log.warning("a format disagrees with Keras with %s IR weights: %s", "fp16" if fp16 else "fp32", checks)
     (run_dir / "export.json").write_text(json.dumps(info, indent=2))
-    log.info("export: %s", info)
-    return info
+    bad = {name: c for name, c in info["formats_vs_keras"].items() if not c["labels_agree"] or c["max_abs_diff"] > 0.02}
+    if bad:
+        raise TrainerError(f"refusing to package: exported formats disagree with Keras on the test split: {bad}")
+    if int8:
+        log.warning("INT8 export is not part of the format-2 package; shipping %s weights", info["ir_weights"])
+    log.info("export: %s", info["formats_vs_keras"])
+    return {**info, "files": {k: str(v) for k, v in files.items()}, "threshold": fit.threshold}
+
+
+def agreement(reference: tuple[Any, Any], actual: Any, threshold: float) -> dict[str, Any]:
+    """Max abs probability difference, label agreement and OOD score difference against Keras."""
+    import numpy as np
+
+    probs, scores = reference
+    disagree = int((probs.argmax(1) != actual.probabilities.argmax(1)).sum()) if len(probs) else 0
+    ood = actual.ood_scores if actual.ood_scores is not None else np.zeros_like(scores)
+    scale = np.maximum(np.abs(scores), threshold)
+    return {
+        "max_abs_diff": float(np.abs(probs - actual.probabilities).max()) if len(probs) else 0.0,
+        "labels_agree": disagree == 0, "n_disagree": disagree, "n_images": len(probs),
+        "ood_max_rel_diff": float((np.abs(ood - scores) / scale).max()) if len(probs) else 0.0,
+        "ood_flags_differ": int(((ood > threshold) != (scores > threshold)).sum()),
+    }
 
 
 def package_run(
@@ -80,46 +92,54 @@ def package_run(
     from contracts.model_package import public_key_text
     from trainer.evaluate import assess
     from trainer.keys import ensure_signing_key
-    from trainer.ov_classifier import OpenVinoClassifier
+    from trainer.model_card import card_sections
+    from trainer.ood_report import evaluate_ood, ood_lines
     from trainer.package import make_package, package_path
+    from trainer.runtimes import openvino_runner
     from trainer.split import split_digest
 
     run_dir = run_dir.resolve()
     confs, data = _load_run(run_dir)
-    export = export_run(run_dir, confs_path, int8=True)
-    use_int8 = int8 and export.get("int8", {}).get("status") == "kept"
-    ir_dir = run_dir / ("ir_int8" if use_int8 else "ir")
+    export = export_run(run_dir, confs_path, int8=int8)
+    files = {k: Path(v) for k, v in export["files"].items()}
     dataset, index = _dataset(confs)
     digest = split_digest(dataset, index)
     if digest != data.get("training_data_sha256"):
         raise TrainerError("the dataset or split differs from the one the run was trained on")
     target_dir = out_dir or Path(confs.package_dir)
     report_dir = target_dir / f"{name}-{version}"
-    classifier = OpenVinoClassifier(ir_dir / "model.xml", hint="THROUGHPUT")
+    infer = openvino_runner(files["openvino"], "f32")
     history = json.loads((run_dir / "history.json").read_text())
     timing = json.loads((run_dir / "timing.json").read_text()) if (run_dir / "timing.json").is_file() else {}
+    ood_eval = evaluate_ood(infer, dataset, index, export["threshold"], confs.seed)
+    cv = _cv_summary(run_dir)
     metrics = assess(
-        classifier.predict, dataset, index, report_dir, f"{name} {version}: OpenVINO IR on the block test split",
-        confs.seed, history["history"],
+        lambda b: infer(b).probabilities, dataset, index, report_dir,
+        f"{name} {version}: OpenVINO IR (f32) on the block test split", confs.seed, history["history"],
         extra_sections=[
             ("Data", _data_lines(confs, index, digest)),
-            ("Export and training", _export_lines(export, history, timing, use_int8)),
+            ("Export and training", _export_lines(export, history, timing)),
+            ("Out-of-distribution detection", ood_lines(export["ood"], ood_eval)),
         ],
+        card=lambda m: card_sections(m, ood_eval, cv),
     )
     test = metrics["test"]
     manifest_metrics = {
-        "split": "block test split",
+        "split": "block test split (read once for this release)",
         "test_accuracy": test["accuracy"],
         "macro_recall": test["macro_recall"],
         "per_class_recall": {k: v["recall"] for k, v in test["per_class"].items()},
+        "confusion_matrix": test["confusion_matrix"],
         "ece": test["ece"],
         "n_test_images": test["n_images"],
         "colour_baseline_accuracy": metrics["colour_baseline"]["accuracy"],
         "robustness": metrics["robustness"],
-        "openvino_vs_keras_max_abs_diff": export["fp16_vs_keras"]["max_abs_diff"],
+        "formats_vs_keras": export["formats_vs_keras"],
+        "ood": {"in_distribution_test_flag_rate": ood_eval["in_distribution_test_flag_rate"],
+                "sets": {k: v["flagged"] for k, v in ood_eval["sets"].items()}},
+        "cross_validation": cv,
         "train_seconds": history["seconds"],
         "epochs_run": len(history["history"].get("loss", [])),
-        "int8": export.get("int8", {}).get("status", "not tried"),
     }
     preprocessing = {
         "inside_model": True,
@@ -128,18 +148,29 @@ def package_run(
         "grayscale": confs.grayscale,
         "internal_size": confs.internal_size,
         "standardize": "per image",
-        "weights": "int8" if use_int8 else "fp16",
+        "weights": export["ir_weights"],
         "architecture": {"model": confs.model, "width": confs.width},
     }
     key = ensure_signing_key(Path(confs.signing_key))
     out = package_path(target_dir, name, version)
-    manifest = make_package(
-        out, ir_dir, name=name, version=version, classes=dataset.classes, image_size=confs.image_size,
+    ood_info = {"in_distribution_flag_rate": ood_eval["in_distribution_test_flag_rate"], "fitted_on": export["ood"]["fitted_on"]}
+    manifest, measured = make_package(
+        out, files, name=name, version=version, classes=dataset.classes, image_size=confs.image_size,
         preprocessing=preprocessing, training_data_sha256=digest, metrics=manifest_metrics, private_key=key,
+        ood_threshold=export["threshold"], ood_info=ood_info,
     )
     (report_dir / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+    (report_dir / "selftest_deviations.json").write_text(json.dumps(measured, indent=2))
     log.info("signed with %s", public_key_text(key))
     return out
+
+
+def _cv_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The cross-validation summary the run points to (cv.json beside it or in runs/cv), if any."""
+    for candidate in (run_dir / "cv.json", run_dir.parent / "cv" / "cv.json"):
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    return None
 
 
 def _data_lines(confs: TrainerConfs, index: Any, digest: str) -> list[str]:
@@ -157,14 +188,22 @@ def _data_lines(confs: TrainerConfs, index: Any, digest: str) -> list[str]:
     ]
 
 
-def _export_lines(export: dict[str, Any], history: dict[str, Any], timing: dict[str, Any], int8: bool) -> list[str]:
-    agree = export["fp16_vs_keras"]
+def _export_lines(export: dict[str, Any], history: dict[str, Any], timing: dict[str, Any]) -> list[str]:
     lines = [
-        (f"- OpenVINO FP16 IR vs Keras on the test split: max abs difference {agree['max_abs_diff']:.2e}, "
-        f"labels agree: {agree['labels_agree']} ({agree['n_disagree']} of {agree['n_images']} differ)"),
-        f"- INT8 (NNCF): {json.dumps(export.get('int8', 'not tried'))}; shipped weights: {'INT8' if int8 else 'FP16'}",
+        f"- every format against Keras on the test split (IR weights {export['ir_weights']}):",
+        "",
+        "| runtime | max abs difference | labels agree | OOD score max rel. difference | OOD flags differ |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for name, c in export["formats_vs_keras"].items():
+        lines.append(
+            f"| {name} | {c['max_abs_diff']:.2e} | {c['labels_agree']} ({c['n_disagree']} of {c['n_images']} differ) "
+            f"| {c['ood_max_rel_diff']:.2%} | {c['ood_flags_differ']} |"
+        )
+    lines += [
+        "",
         (f"- training: {len(history['history'].get('loss', []))} epochs in {history['seconds'] / 60:.1f} min "
-        f"(best epoch {history['best_epoch']}, stopped by {history['stopped_by']})"),
+         f"(best epoch {history['best_epoch']}, stopped by {history['stopped_by']})"),
     ]
     if timing:
         lines.append(f"- whole `train` command (decode, split, train, assess): {timing['total_seconds'] / 60:.1f} min")

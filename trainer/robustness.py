@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from trainer import augment as A
+from trainer.stain import hed_jitter
 
 Shift = Callable[[np.ndarray], np.ndarray]
 
@@ -20,6 +21,9 @@ SHIFTS: dict[str, Shift] = {
     "contrast 0.8": lambda img: A.contrast(img, 0.8),
     "grayscale": A.grayscale,
     "jpeg q50": lambda img: A.jpeg(img, 50),
+    "gaussian blur 1.0": lambda img: A.gaussian_blur(img, 1.0),
+    # A fixed, strong stain change: more haematoxylin, less eosin, a faint tint (the H&E of another lab).
+    "HED jitter": lambda img: hed_jitter(img, np.array([1.08, 0.92, 1.0]), np.array([0.004, -0.004, 0.002])),
 }
 
 

@@ -47,16 +47,18 @@ def test_training_run_keeps_config_history_and_report(released: dict) -> None:  
     assert (run / "report" / "report.md").is_file() and (run / "report" / "confusion_cnn.png").is_file()
 
 
-def test_export_agrees_with_keras(released: dict) -> None:  # type: ignore[type-arg]
+def test_every_format_agrees_with_keras(released: dict) -> None:  # type: ignore[type-arg]
     export = json.loads((released["run"] / "export.json").read_text())
-    assert export["fp16_vs_keras"]["labels_agree"] is True
-    assert export["fp16_vs_keras"]["max_abs_diff"] < 1e-2
+    assert set(export["formats_vs_keras"]) == {"openvino", "onnxruntime", "litert"}
+    for check in export["formats_vs_keras"].values():
+        assert check["labels_agree"] is True and check["max_abs_diff"] < 1e-2 and check["n_images"] > 0
 
 
 def test_package_is_signed_and_tampering_is_refused(released: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
     manifest = read_manifest(released["package"], _trusted(released["confs"]))
     assert manifest.classes == ["Alpha", "Beta", "Gamma"] and manifest.input.dtype == "uint8"
-    assert manifest.input.shape == [1, 64, 64, 3] and {"model.xml", "model.bin", "selftest.npz"} <= set(manifest.files)
+    assert manifest.input.shape == [1, 64, 64, 3] and manifest.format == 2
+    assert {"model.xml", "model.bin", "model.onnx", "model.tflite", "selftest.npz"} == set(manifest.files)
     with pytest.raises(PackageError):
         read_manifest(released["package"], [generate_private_key().public_key()])
     tampered = tmp_path / "tampered.tar.gz"
@@ -73,16 +75,43 @@ def test_package_is_signed_and_tampering_is_refused(released: dict, tmp_path: Pa
         read_manifest(tampered, _trusted(released["confs"]))
 
 
-def test_openvino_reproduces_the_selftest_set(released: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
-    from trainer.ov_classifier import OpenVinoClassifier
-    from trainer.package import run_selftest
+def test_every_runtime_reproduces_the_selftest_at_every_precision(released: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    from contracts.selftest import run_selftest
+    from trainer.package import runners_for
+    from trainer.runtimes import cpu_precisions
 
     manifest = unpack_package(released["package"], tmp_path / "pkg", _trusted(released["confs"]))
     with np.load(tmp_path / "pkg" / "selftest.npz") as data:
         assert data["inputs"].dtype == np.uint8 and data["inputs"].shape[1:] == (64, 64, 3)
-        assert data["outputs"].shape == (len(data["inputs"]), 3)
-    classifier = OpenVinoClassifier(tmp_path / "pkg" / manifest.model_xml)
-    assert run_selftest(classifier, tmp_path / "pkg" / "selftest.npz", manifest.selftest.atol) <= manifest.selftest.atol
+        assert data["outputs"].shape == (len(data["inputs"]), 3) and data["ood_scores"].shape == (len(data["inputs"]),)
+    tolerances = manifest.selftest.tolerances
+    assert tolerances["f32"] < tolerances["bf16"] and manifest.selftest.min_margin is not None
+    runners = runners_for(tmp_path / "pkg")
+    assert {("openvino", p) for p in cpu_precisions()} | {("onnxruntime", "f32"), ("litert", "f32")} == set(runners)
+    for (runtime, precision), run in runners.items():
+        result = run_selftest(run, tmp_path / "pkg", manifest, precision)
+        assert result.max_abs_diff <= manifest.selftest.tolerance(precision), (runtime, precision)
+
+
+def test_ood_detector_travels_in_the_signed_package(released: dict, synthetic_data: Path, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    import keras
+
+    import trainer.layers  # noqa: F401
+    from trainer.data import scan_dataset
+    from trainer.ood import MahalanobisFit, feature_model, predict_features
+    from trainer.package import runners_for
+
+    manifest = unpack_package(released["package"], tmp_path / "pkg", _trusted(released["confs"]))
+    fit = MahalanobisFit.load(released["run"] / "ood.npz")
+    assert manifest.ood is not None and manifest.ood.threshold == pytest.approx(fit.threshold)
+    images = scan_dataset(synthetic_data, image_size=64).images[:6]
+    _probs, features = predict_features(feature_model(keras.models.load_model(released["run"] / "model.keras")), images)
+    expected = fit.scores(features)
+    for (runtime, precision), run in runners_for(tmp_path / "pkg").items():
+        if precision == "f32":
+            scores = run(images).ood_scores
+            assert scores is not None
+            np.testing.assert_allclose(scores, expected, rtol=0.02, atol=0.01 * fit.threshold, err_msg=runtime)
 
 
 def test_evaluate_json_reports_the_documented_keys(released: dict, synthetic_data: Path, capsys) -> None:  # type: ignore[no-untyped-def,type-arg]
