@@ -34,19 +34,21 @@ from contracts.model_package import (  # noqa: E402
     parse_public_key,
     public_key_text,
     read_manifest,
+    version_key,
 )
 from edge_node.node import EdgeNode, Secrets  # noqa: E402
 from support.tiny_package import CLASSES, class_image, make_tiny_package  # noqa: E402
 
 
 def released_package() -> tuple[Path, str] | None:
-    """The newest package in models/ with a key that verifies it, or None."""
+    """The highest-versioned package in models/ with a key that verifies it, or None."""
     confs = load_confs(ROOT / "confs.json")
     keys = list(confs.ota.trusted_public_keys)
     signing_key = ROOT / confs.trainer.signing_key
     if signing_key.is_file():
         keys.append(public_key_text(load_private_key(signing_key)))
-    for package in sorted((ROOT / "models").glob("*.tar.gz"), key=lambda p: p.stat().st_mtime, reverse=True):
+    released = [p for p in (ROOT / "models").glob("*.tar.gz") if p.name[: -len(".tar.gz")].rsplit("-", 1)[-1].count(".") == 2]
+    for package in sorted(released, key=lambda p: version_key(p.name[: -len(".tar.gz")].rsplit("-", 1)[-1]), reverse=True):
         for key in keys:
             try:
                 read_manifest(package, [parse_public_key(key)])

@@ -1,8 +1,9 @@
-"""Inference speed of the released model: Keras vs OpenVINO (LATENCY, THROUGHPUT) vs LiteRT, batch 1.
+"""Inference speed of the released model on every runtime and precision this machine has, batch 1.
 
-Usage: python bench/inference.py [--package models/all-small-cnn-1.0.0.tar.gz] [--run runs/latest]
-The package holds only the OpenVINO IR. Keras and LiteRT time the same architecture, with the run's
-trained weights when --run is given and random weights otherwise (speed does not depend on weights).
+Usage: python bench/inference.py [--package models/all-small-cnn-X.tar.gz] [--iterations 300] [--run runs/DIR]
+Each runtime is loaded the way a node loads it (edge_node.inference.load_classifier) and timed on
+`infer_raw` of one preprocessed image; p50/p99 and images/s per (runtime, precision). `openvino_ms_p50`
+is the default runtime at the default precision (confs.json). With --run, Keras `model(x)` is timed too.
 Ends with one JSON line.
 """
 
@@ -23,9 +24,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 log = logging.getLogger("bench.inference")
+COMBINATIONS = (("openvino", "f32"), ("openvino", "bf16"), ("openvino", "f16"), ("onnxruntime", "f32"), ("litert", "f32"))
 
 
-def _times(fn: Callable[[], object], n: int, warmup: int = 5) -> list[float]:
+def _times(fn: Callable[[], object], n: int, warmup: int = 20) -> list[float]:
     for _ in range(warmup):
         fn()
     out = []
@@ -36,117 +38,109 @@ def _times(fn: Callable[[], object], n: int, warmup: int = 5) -> list[float]:
     return out
 
 
-def _p(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q))
+def _newest_package() -> Path | None:
+    from contracts.model_package import version_key
+
+    packages = list(Path("models").glob("*-[0-9]*.[0-9]*.[0-9]*.tar.gz"))
+    return max(packages, key=lambda p: version_key(p.name[: -len(".tar.gz")].rsplit("-", 1)[1]), default=None)
 
 
-def _keras_model(manifest, run: Path | None):  # type: ignore[no-untyped-def]
+def _native_precisions() -> set[str]:
+    import openvino as ov
+
+    capabilities = set(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    return {"f32"} | {p for p, cap in (("bf16", "BF16"), ("f16", "FP16")) if cap in capabilities}
+
+
+def _time_runtime(pkg: Path, manifest, confs, runtime: str, precision: str, image: np.ndarray, n: int) -> dict | str:  # type: ignore[no-untyped-def]
+    from edge_node.inference import load_classifier
+
+    try:
+        classifier = load_classifier(pkg, manifest, confs, runtime=runtime, precision=precision)  # type: ignore[arg-type]
+    except Exception as exc:  # noqa: BLE001  (a runtime or precision this machine lacks is reported, not fatal)
+        return f"{exc.__class__.__name__}: {exc}"
+    tensor = classifier.preprocess(image)
+    ms = _times(lambda: classifier.infer_raw(tensor), n)
+    return {"p50": statistics.median(ms), "p99": float(np.percentile(ms, 99)), "precision": classifier.precision}
+
+
+def _keras_ms(run: Path, image: np.ndarray, n: int) -> float | None:
+    if not (run / "model.keras").is_file():
+        return None
     import keras
 
     import trainer.layers  # noqa: F401
-    from trainer.model import ModelSpec, build_model
 
-    if run is not None and (run / "model.keras").is_file():
-        return keras.models.load_model(run / "model.keras"), "trained weights from " + str(run)
-    arch = manifest.preprocessing.get("architecture", {})
-    spec = ModelSpec(
-        name=arch.get("model", "small_cnn"), n_classes=len(manifest.classes), image_size=manifest.input.shape[1],
-        internal_size=int(manifest.preprocessing.get("internal_size", 112)), width=int(arch.get("width", 16)),
-        grayscale=bool(manifest.preprocessing.get("grayscale", False)),
-        mask_scale_bar=bool(manifest.preprocessing.get("scale_bar_mask", True)),
-    )
-    return build_model(spec), "same architecture with random weights (timing does not depend on weights)"
-
-
-def _litert(model, image: np.ndarray) -> tuple[list[float], str]:  # type: ignore[no-untyped-def]
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    flat = converter.convert()
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-
-        runtime = "ai-edge-litert"
-    except ImportError:
-        Interpreter = tf.lite.Interpreter
-        runtime = "tf.lite.Interpreter"
-    interpreter = Interpreter(model_content=flat, num_threads=2)
-    interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], [1, *image.shape])
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+    model = keras.models.load_model(run / "model.keras")
     x = image[None].astype(np.float32)
-
-    def run() -> None:
-        interpreter.set_tensor(inp, x)
-        interpreter.invoke()
-        interpreter.get_tensor(out)
-
-    return _times(run, 200), runtime
+    return statistics.median(_times(lambda: model(x, training=False), max(n // 3, 30), warmup=5))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--package", type=Path, help="model package (default: newest in models/)")
-    parser.add_argument("--run", type=Path, help="training run with model.keras for trained Keras weights")
+    parser.add_argument("--package", type=Path, help="model package (default: the highest version in models/)")
+    parser.add_argument("--run", type=Path, help="training run with model.keras, to time Keras too")
     parser.add_argument("--confs", type=Path, default=Path("confs.json"))
     parser.add_argument("--iterations", type=int, default=300)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-
-    import openvino as ov
-
     from contracts.confs import load_confs
     from contracts.model_package import parse_public_key, unpack_package
-    from trainer.ov_classifier import OpenVinoClassifier
 
-    package = args.package or max(Path("models").glob("*.tar.gz"), key=lambda p: p.stat().st_mtime, default=None)
+    package = args.package or _newest_package()
     if package is None or not package.is_file():
         print("error: no model package found (pass --package)", file=sys.stderr)
         return 2
-    keys = [parse_public_key(k) for k in load_confs(args.confs).ota.trusted_public_keys]
+    confs = load_confs(args.confs)
+    keys = [parse_public_key(k) for k in confs.ota.trusted_public_keys]
+    native = _native_precisions()
+    image = np.random.default_rng(0).integers(0, 256, (224, 224, 3)).astype(np.uint8)
+    timings: dict[str, dict | str] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = unpack_package(package, Path(tmp) / "pkg", keys)
-        xml = Path(tmp) / "pkg" / manifest.model_xml
-        size = manifest.input.shape[1]
-        images = np.random.default_rng(0).integers(0, 256, (64, size, size, 3)).astype(np.uint8)
-        image = images[0]
+        pkg = Path(tmp) / "pkg"
+        manifest = unpack_package(package, pkg, keys)
+        for runtime, precision in COMBINATIONS:
+            if precision not in native:
+                timings[f"{runtime}_{precision}"] = f"this CPU has no native {precision}"
+                continue
+            timings[f"{runtime}_{precision}"] = _time_runtime(pkg, manifest, confs.edge_node, runtime, precision, image, args.iterations)
+        default = f"{confs.edge_node.runtime}_{confs.edge_node.inference_precision}"
+        if default not in timings:
+            timings[default] = _time_runtime(pkg, manifest, confs.edge_node, confs.edge_node.runtime,
+                                             confs.edge_node.inference_precision, image, args.iterations)
 
-        latency = OpenVinoClassifier(xml, hint="LATENCY")
-        ov_ms = _times(lambda: latency.predict_one(image), args.iterations, warmup=20)
-        throughput = OpenVinoClassifier(xml, hint="THROUGHPUT")
-        throughput.predict(images)
-        batch = np.concatenate([images] * 8)
-        start = time.perf_counter()
-        throughput.predict(batch, parallel=True)
-        images_per_s = len(batch) / (time.perf_counter() - start)
-        nireq = throughput.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+    def p50(key: str) -> float | None:
+        value = timings.get(key)
+        return round(value["p50"], 3) if isinstance(value, dict) else None
 
-    model, weights_note = _keras_model(manifest, args.run)
-    x = image[None].astype(np.float32)
-    keras_ms = _times(lambda: model(x, training=False), max(args.iterations // 3, 30))
-    try:
-        litert_ms, runtime = _litert(model, image)
-    except Exception as exc:  # noqa: BLE001  (conversion support varies between TensorFlow builds)
-        litert_ms, runtime = [float("nan")], f"unavailable ({exc.__class__.__name__}: {exc})"
-
+    default_timing = timings[default]
     result = {
-        "package": str(package),
-        "keras_ms_p50": round(statistics.median(keras_ms), 3),
-        "openvino_ms_p50": round(statistics.median(ov_ms), 3),
-        "openvino_ms_p99": round(_p(ov_ms, 99), 3),
-        "litert_ms_p50": round(statistics.median(litert_ms), 3),
-        "speedup_vs_keras": round(statistics.median(keras_ms) / statistics.median(ov_ms), 2),
-        "openvino_images_per_s": round(images_per_s, 1),
+        "package": f"{manifest.name}-{manifest.version}",
+        "default": default,
+        "openvino_ms_p50": p50(default),
+        "openvino_ms_p99": round(default_timing["p99"], 3) if isinstance(default_timing, dict) else None,
+        "openvino_images_per_s": round(1000 / default_timing["p50"], 1) if isinstance(default_timing, dict) else None,
+        "openvino_f32_ms_p50": p50("openvino_f32"),
+        "openvino_bf16_ms_p50": p50("openvino_bf16"),
+        "openvino_f16_ms_p50": p50("openvino_f16"),
+        "onnxruntime_ms_p50": p50("onnxruntime_f32"),
+        "litert_ms_p50": p50("litert_f32"),
     }
-    print(f"model {manifest.name} {manifest.version}, input {manifest.input.shape} {manifest.input.dtype}; OpenVINO {ov.__version__}")
-    print(f"Keras and LiteRT use: {weights_note}")
-    print(f"Keras model(x), batch 1:            p50 {result['keras_ms_p50']:.2f} ms  p99 {_p(keras_ms, 99):.2f} ms")
-    print(f"OpenVINO LATENCY, batch 1:          p50 {result['openvino_ms_p50']:.2f} ms  p99 {result['openvino_ms_p99']:.2f} ms")
-    print(f"LiteRT ({runtime}), batch 1:  p50 {result['litert_ms_p50']:.2f} ms")
-    print(f"OpenVINO THROUGHPUT, AsyncInferQueue ({nireq} requests): {result['openvino_images_per_s']:.0f} images/s")
-    print(f"OpenVINO is {result['speedup_vs_keras']:.1f}x faster than Keras model(x)")
-    print(json.dumps({k: v for k, v in result.items() if k != "package"}))
+    if args.run is not None:
+        keras_ms = _keras_ms(args.run, image, args.iterations)
+        result["keras_ms_p50"] = round(keras_ms, 3) if keras_ms else None
+    for key, value in timings.items():
+        if isinstance(value, dict):
+            print(f"{key:18s} p50 {value['p50']:.2f} ms  p99 {value['p99']:.2f} ms  {1000 / value['p50']:.0f} images/s "
+                  f"(precision in effect: {value['precision']})")
+        else:
+            print(f"{key:18s} unavailable: {value}")
+    litert = result["litert_ms_p50"]
+    if result["openvino_ms_p50"] and litert:
+        verdict = "no slower than" if result["openvino_ms_p50"] <= litert else "SLOWER than"
+        print(f"default ({default}) is {verdict} LiteRT: {result['openvino_ms_p50']:.2f} vs {litert:.2f} ms")
+    print(json.dumps(result))
     return 0
 
 
