@@ -113,7 +113,7 @@ def test_timestamps_from_other_years_move_no_state(stack: SecurityStack) -> None
     last_seen = datetime.fromisoformat(str(rows[0][0])).replace(tzinfo=UTC)
     now = datetime.now(UTC)
     assert now - timedelta(minutes=5) < last_seen < now + timedelta(minutes=5), last_seen
-    assert not stack.query("SELECT 1 FROM telemetry WHERE device_id = ? AND (sent_at > '2090' OR sent_at < '1980')", OTHER)
+    assert not stack.query("SELECT 1 FROM telemetry WHERE device_id = ? AND (sent_at > '2090-01-01' OR sent_at < '1980-01-01')", OTHER)
 
 
 def _result(**kw: Any) -> dict[str, Any]:
