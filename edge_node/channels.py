@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from edge_node.inference import ModelHolder
     from edge_node.mqtt_link import MqttLink
     from edge_node.ota import OtaAgent
+    from edge_node.outbox import Outbox
     from edge_node.telemetry import Warner
 
 logger = logging.getLogger(__name__)
@@ -58,10 +59,14 @@ class NodeChannels:
         self._warner: Warner | None = None
         self._ota: OtaAgent | None = None
         self._publish_life: Callable[[], object] = lambda: None
+        self._outbox: Outbox | None = None
 
-    def bind(self, link: MqttLink, warner: Warner, ota: OtaAgent, publish_life: Callable[[], object]) -> None:
+    def bind(
+        self, link: MqttLink, warner: Warner, ota: OtaAgent, publish_life: Callable[[], object], outbox: Outbox
+    ) -> None:
         """Attach the parts that were built with this object's callbacks, and route Commands here."""
         self._link, self._warner, self._ota, self._publish_life = link, warner, ota, publish_life
+        self._outbox = outbox
         link.add_route(self._topic(Channel.COMMANDS), self.on_command)
 
     @property
@@ -115,12 +120,15 @@ class NodeChannels:
             self._ota.handle(command)
 
     def publish_update(self, update: UpdateMessage) -> None:
-        """OTA progress on Updates; a model switch also refreshes the retained Status."""
+        """OTA progress on Updates, through the durable outbox; a model switch also refreshes the retained Status."""
         if self._on_update is not None:
             self._on_update(update)
         if update.state in (UpdateState.ACTIVE, UpdateState.ROLLED_BACK):
             self.link.publish_status()
-        self.link.publish(self._topic(Channel.UPDATES), to_bytes(update), qos=1)
+        if self._outbox is None:
+            raise RuntimeError("NodeChannels used before bind()")
+        # Stored before it is sent and deleted only on PUBACK: a kill cannot lose an outcome the rollout waits for.
+        self._outbox.put(self._topic(Channel.UPDATES), to_bytes(update), qos=1)
 
     def publish_warning(self, warning: WarningMessage) -> None:
         """A node-side problem on Warnings."""

@@ -110,7 +110,7 @@ class EdgeNode:
             package_origin=confs.dashboard.public_url,
         )
         self.sources = self._build_sources(secrets)
-        self.channels.bind(self.link, self.warner, self.ota, self._publish_life)
+        self.channels.bind(self.link, self.warner, self.ota, self._publish_life, self.outbox)
         self._life_thread = threading.Thread(target=self._life_loop, name="life", daemon=True)
 
     def _link_settings(self, secrets: Secrets) -> LinkSettings:

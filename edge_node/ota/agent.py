@@ -82,13 +82,13 @@ class OtaAgent:
             self._enqueue(message)
 
     def handle(self, message: CommandMessage) -> None:
-        """Accept a model_update or rollback command (durably) and return at once; repeats are ignored."""
+        """Accept a model_update or rollback command (durably) and return at once; a repeat is answered, not applied."""
         if not isinstance(message.command, (ModelUpdate, Rollback)):
             logger.debug("OTA agent ignores %s commands", message.command.kind)
             return
         with self._accept_lock:
             if self._journal.known(message.command_id):
-                logger.info("command %s was already received; not applying it twice", message.command_id)
+                self._answer_repeat(message.command_id)
                 return
             try:
                 self._journal.accept(message)
@@ -266,8 +266,20 @@ class OtaAgent:
         self._publish(command_id, state, version=version)
 
     def _finish(self, command_id: str, state: UpdateState, **fields: Any) -> None:
-        self._journal.finish(command_id)
+        outcome = {"state": state.value, "version": fields.get("version"), "reason": fields.get("reason")}
+        self._journal.finish(command_id, outcome)
         self._publish(command_id, state, **fields)
+
+    def _answer_repeat(self, command_id: str) -> None:
+        """Answer a redelivered command id with its recorded outcome (or the step it is at); never apply it twice."""
+        recorded = self._journal.recorded(command_id) or {}
+        state = recorded.get("state")
+        if state not in UpdateState.__members__:
+            logger.info("command %s was already received and is queued (or has no recorded outcome)", command_id)
+            return
+        logger.info("command %s was already received; answering with %s", command_id, state)
+        fields = {key: recorded[key] for key in ("version", "reason") if recorded.get(key) is not None}
+        self._publish(command_id, UpdateState(state), **fields)
 
     def _publish(self, command_id: str, state: UpdateState, **fields: Any) -> None:
         if isinstance(fields.get("reason"), str):

@@ -1,4 +1,4 @@
-"""Durable record of OTA commands: accepted, in progress, and applied (bounded), surviving a kill."""
+"""Durable record of OTA commands: accepted, in progress, and applied with their outcome (bounded), surviving a kill."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ class CommandJournal:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._done: deque[str] = deque(maxlen=remembered_ids)
+        self._outcomes: dict[str, dict[str, Any]] = {}
         self._queued: list[dict[str, Any]] = []
         self._pending: dict[str, Any] | None = None
         self._load()
@@ -39,6 +40,9 @@ class CommandJournal:
         try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
             self._done.extend(str(i) for i in raw.get("done", []))
+            outcomes = raw.get("outcomes", {})
+            if isinstance(outcomes, dict):
+                self._outcomes = {i: o for i, o in outcomes.items() if i in self._done and isinstance(o, dict)}
             self._queued = [q for q in raw.get("queued", []) if isinstance(q, dict)]
             pending = raw.get("pending")
             self._pending = pending if isinstance(pending, dict) else None
@@ -52,7 +56,9 @@ class CommandJournal:
 
     def _save(self) -> None:
         write_json_atomically(
-            self.path, {"format": 1, "done": list(self._done), "queued": self._queued, "pending": self._pending}
+            self.path,
+            {"format": 2, "done": list(self._done), "outcomes": self._outcomes, "queued": self._queued,
+             "pending": self._pending},
         )
 
     def known(self, command_id: str) -> bool:
@@ -107,12 +113,25 @@ class CommandJournal:
         with self._lock:
             return dict(self._pending) if self._pending else None
 
-    def finish(self, command_id: str) -> None:
-        """Mark a command done, so a redelivery of its id is ignored."""
+    def finish(self, command_id: str, outcome: dict[str, Any] | None = None) -> None:
+        """Mark a command done with its outcome, so a redelivery of its id is answered, not applied."""
         with self._lock:
             self._queued = [q for q in self._queued if q["command_id"] != command_id]
             if self._pending is not None and self._pending.get("command_id") == command_id:
                 self._pending = None
             if command_id not in self._done:
+                if len(self._done) == self._done.maxlen:
+                    self._outcomes.pop(self._done[0], None)
                 self._done.append(command_id)
+            if outcome is not None:
+                self._outcomes[command_id] = dict(outcome)
             self._save()
+
+    def recorded(self, command_id: str) -> dict[str, Any] | None:
+        """What a repeat of command_id is answered with: its outcome, or the step it has reached; None if queued."""
+        with self._lock:
+            if self._pending is not None and self._pending.get("command_id") == command_id:
+                return {"state": self._pending.get("state"), "version": self._pending.get("version")}
+            if command_id in self._done:
+                return dict(self._outcomes.get(command_id) or {})
+            return None

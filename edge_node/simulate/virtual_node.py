@@ -103,7 +103,7 @@ class VirtualNode:
             view, self.outbox, identity.device_id, self._topic(Channel.SENSORS), 50_000_000,
             on_result=self.stats.record,
         )
-        self.channels.bind(self.link, self.warner, self.ota, self.publish_life)
+        self.channels.bind(self.link, self.warner, self.ota, self.publish_life, self.outbox)
 
     def _link_settings(self) -> LinkSettings:
         env, device = self._env, self.device_id

@@ -58,3 +58,18 @@ def test_unreadable_queued_entries_are_dropped_not_fatal(tmp_path):
         {"command_id": "bad", "message": "{not json"}, {"command_id": "ok", "message": good}, "junk",
     ]}))
     assert [m.command_id for m in CommandJournal(path).queued()] == ["ok"]
+
+
+def test_outcomes_survive_a_restart_and_are_forgotten_with_their_id(tmp_path):
+    journal = CommandJournal(tmp_path / "j.json", remembered_ids=2)
+    journal.accept(command("q"))
+    journal.begin("x", "model_update", "1.2.0", "DOWNLOADING")
+    assert journal.recorded("x") == {"state": "DOWNLOADING", "version": "1.2.0"}
+    journal.finish("x", {"state": "ACTIVE", "version": "1.2.0", "reason": None})
+    journal.finish("y", {"state": "FAILED", "version": "1.3.0", "reason": "download failed"})
+    again = CommandJournal(tmp_path / "j.json", remembered_ids=2)
+    assert again.recorded("x") == {"state": "ACTIVE", "version": "1.2.0", "reason": None}
+    assert again.recorded("q") is None  # queued: it will answer for itself when it runs
+    again.finish("z", {"state": "ROLLED_BACK", "version": "1.1.0", "reason": None})
+    assert not again.known("x") and again.recorded("x") is None
+    assert json.loads((tmp_path / "j.json").read_text())["outcomes"].keys() == {"y", "z"}
