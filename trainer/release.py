@@ -90,6 +90,7 @@ def package_run(
 ) -> Path:
     """Export the run, assess the IR through OpenVINO and write the signed package plus its report."""
     from contracts.model_package import public_key_text
+    from contracts.release_metrics import OodFigures, ReleaseMetrics
     from trainer.evaluate import assess
     from trainer.keys import ensure_signing_key
     from trainer.model_card import card_sections
@@ -124,23 +125,23 @@ def package_run(
         card=lambda m: card_sections(m, ood_eval, cv),
     )
     test = metrics["test"]
-    manifest_metrics = {
-        "split": "block test split (read once for this release)",
-        "test_accuracy": test["accuracy"],
-        "macro_recall": test["macro_recall"],
-        "per_class_recall": {k: v["recall"] for k, v in test["per_class"].items()},
-        "confusion_matrix": test["confusion_matrix"],
-        "ece": test["ece"],
-        "n_test_images": test["n_images"],
-        "colour_baseline_accuracy": metrics["colour_baseline"]["accuracy"],
-        "robustness": metrics["robustness"],
-        "formats_vs_keras": export["formats_vs_keras"],
-        "ood": {"in_distribution_test_flag_rate": ood_eval["in_distribution_test_flag_rate"],
-                "sets": {k: v["flagged"] for k, v in ood_eval["sets"].items()}},
-        "cross_validation": cv,
-        "train_seconds": history["seconds"],
-        "epochs_run": len(history["history"].get("loss", [])),
-    }
+    manifest_metrics = ReleaseMetrics(
+        split="block test split (read once for this release)",
+        test_accuracy=test["accuracy"],
+        macro_recall=test["macro_recall"],
+        per_class_recall={k: v["recall"] for k, v in test["per_class"].items()},
+        confusion_matrix=test["confusion_matrix"],
+        ece=test["ece"],
+        n_test_images=test["n_images"],
+        colour_baseline_accuracy=metrics["colour_baseline"]["accuracy"],
+        robustness=metrics["robustness"],
+        formats_vs_keras=export["formats_vs_keras"],
+        ood=OodFigures(in_distribution_test_flag_rate=ood_eval["in_distribution_test_flag_rate"],
+                       sets={k: v["flagged"] for k, v in ood_eval["sets"].items()}),
+        cross_validation=cv,
+        train_seconds=history["seconds"],
+        epochs_run=len(history["history"].get("loss", [])),
+    ).to_manifest()
     preprocessing = {
         "inside_model": True,
         "feed": "uint8 RGB NHWC, raw 0-255, resized to the input size",

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts.model_package import PackageError, parse_public_key, read_manifest, sha256_file, version_key
+from contracts.release_metrics import ReleaseMetrics
 from dashboard.models import ModelRelease
 from dashboard.services import audit
 from dashboard.state_files import FILE_MODE, private_dir
@@ -27,17 +28,6 @@ class ReleaseError(ValueError):
 def package_filename(name: str, version: str) -> str:
     """The stored file name, derived from the verified manifest (never from the upload's name)."""
     return f"{name}-{version}.tar.gz"
-
-
-def _confusion_matrix(metrics: dict[str, Any]) -> list[Any] | None:
-    """The confusion matrix the trainer put in the metrics, if it is a list of rows."""
-    for key in ("confusion_matrix", "test_confusion_matrix"):
-        value = metrics.get(key)
-        if isinstance(value, dict):
-            value = value.get("matrix")
-        if isinstance(value, list) and all(isinstance(row, list) for row in value):
-            return value
-    return None
 
 
 def register_package(
@@ -67,10 +57,11 @@ def register_package(
     ) is not None:
         raise ReleaseError(f"{manifest.name} {manifest.version} is already registered")
     metrics = manifest.metrics or {}
+    typed = ReleaseMetrics.from_manifest(metrics)
     release = ModelRelease(
         name=manifest.name, version=manifest.version, filename=package_filename(manifest.name, manifest.version),
         sha256=digest, size=size, classes=list(manifest.classes), manifest=manifest.model_dump(mode="json"),
-        metrics=metrics, confusion_matrix=_confusion_matrix(metrics), uploaded_by=actor,
+        metrics=metrics, confusion_matrix=typed.matrix_for(manifest.classes), uploaded_by=actor,
     )
     session.add(release)
     session.flush()
@@ -97,6 +88,7 @@ def to_dict(release: ModelRelease, public_url: str | None = None) -> dict[str, A
     data = {
         "id": release.id, "name": release.name, "version": release.version, "filename": release.filename,
         "sha256": release.sha256, "size": release.size, "classes": release.classes, "metrics": release.metrics,
+        "test_accuracy": ReleaseMetrics.from_manifest(release.metrics).test_accuracy,
         "confusion_matrix": release.confusion_matrix, "uploaded_by": release.uploaded_by,
         "uploaded_at": release.uploaded_at.isoformat(),
     }

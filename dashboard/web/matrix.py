@@ -1,8 +1,10 @@
-"""Turn a release's metrics into what the page shows: scalar figures and a confusion matrix heat map."""
+"""Turn a release's typed metrics into what the pages show: figures, per-class recall, OOD and a confusion matrix heat map."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from contracts.release_metrics import ReleaseMetrics
 
 HEAT_LEVELS = 5
 
@@ -51,19 +53,54 @@ def confusion_matrix(raw: Any, classes: list[str]) -> Matrix | None:
     return Matrix(labels, rows)
 
 
-def scalar_metrics(metrics: Any) -> list[tuple[str, str]]:
-    """The metrics that are single numbers or short texts, formatted, in key order."""
-    if not isinstance(metrics, dict):
-        return []
-    shown = []
-    for key in sorted(metrics):
-        value = metrics[key]
-        if isinstance(value, bool) or value is None:
-            continue
-        if isinstance(value, float):
-            shown.append((str(key), f"{value:.4f}"))
-        elif isinstance(value, int):
-            shown.append((str(key), str(value)))
-        elif isinstance(value, str) and len(value) <= 200:
-            shown.append((str(key), value))
-    return shown
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+def accuracy_text(raw: Any) -> str:
+    """A release's test accuracy as a percentage, whatever key its trainer used; a dash when absent."""
+    return _pct(ReleaseMetrics.from_manifest(raw if isinstance(raw, dict) else None).test_accuracy)
+
+
+@dataclass(frozen=True)
+class ReleaseFigures:
+    """What the release page shows of its typed metrics."""
+
+    headline: list[tuple[str, str]]
+    per_class: list[tuple[str, str]]
+    ood: list[tuple[str, str]]
+    formats: list[tuple[str, str, str]]
+    robustness: list[tuple[str, str, str]]
+    other: list[tuple[str, str]]
+
+
+def release_figures(raw: Any) -> ReleaseFigures:
+    """Typed metrics of a manifest turned into labelled, formatted rows."""
+    m = ReleaseMetrics.from_manifest(raw if isinstance(raw, dict) else None)
+    headline = [
+        ("Test accuracy", _pct(m.test_accuracy)), ("Macro recall", _pct(m.macro_recall)),
+        ("Colour-only baseline accuracy", _pct(m.colour_baseline_accuracy)),
+        ("Calibration error (ECE)", "—" if m.ece is None else f"{m.ece:.3f}"),
+        ("Test images", "—" if m.n_test_images is None else str(m.n_test_images)),
+        ("Epochs run", "—" if m.epochs_run is None else str(m.epochs_run)),
+        ("Training time", "—" if m.train_seconds is None else f"{m.train_seconds / 60:.1f} min"),
+        ("Evaluated on", m.split or "—"),
+    ]
+    ood = []
+    if m.ood is not None:
+        ood.append(("In-distribution test images flagged", _pct(m.ood.in_distribution_test_flag_rate)))
+        ood += [(f"{name} flagged", _pct(share)) for name, share in sorted(m.ood.sets.items())]
+    formats = [
+        (name, "—" if c.max_abs_diff is None else f"{c.max_abs_diff:.1e}",
+         "—" if c.labels_agree is None else ("yes" if c.labels_agree else f"no ({c.n_disagree} differ)"))
+        for name, c in sorted(m.formats_vs_keras.items())
+    ]
+    robustness = [
+        (name, _pct(scores.get("CNN")), _pct(scores.get("colour baseline"))) for name, scores in sorted(m.robustness.items())
+    ]
+    other = [(key, str(value)) for key, value in sorted(m.extras().items())
+             if isinstance(value, (int, float, str)) and not isinstance(value, bool) and len(str(value)) <= 200]
+    return ReleaseFigures(
+        [row for row in headline if row[1] != "—"],
+        [(label, _pct(value)) for label, value in m.per_class_recall.items()], ood, formats, robustness, other,
+    )

@@ -10,17 +10,19 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user
 from sqlalchemy import select
 
+from contracts.release_metrics import ReleaseMetrics
 from dashboard.db import get_db
 from dashboard.models import ModelRelease
 from dashboard.services import releases as releases_service
 from dashboard.services.auth import role_required
 from dashboard.web.common import require_login
 from dashboard.web.forms import UploadForm
-from dashboard.web.matrix import confusion_matrix, scalar_metrics
+from dashboard.web.matrix import accuracy_text, confusion_matrix, release_figures
 
 logger = logging.getLogger(__name__)
 
 bp = require_login(Blueprint("releases", __name__))
+bp.add_app_template_filter(accuracy_text, "release_accuracy")
 
 
 def _max_bytes() -> int:
@@ -46,8 +48,11 @@ def detail(release_id: int) -> Any:
         if release is None:
             abort(404)
     return render_template(
-        "release_detail.html", release=release, scalar_metrics=scalar_metrics(release.metrics),
-        matrix=confusion_matrix(release.confusion_matrix, release.classes),
+        "release_detail.html", release=release, figures=release_figures(release.metrics),
+        matrix=confusion_matrix(
+            release.confusion_matrix or ReleaseMetrics.from_manifest(release.metrics).matrix_for(release.classes),
+            release.classes,
+        ),
     )
 
 
