@@ -9,13 +9,14 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)-$(sub
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test bench train faults security check-config clean help
+.PHONY: install system-deps demo test bench train cv faults security check-config clean help
 
 help:
 	@echo "make demo    install what is missing, then run the whole system"
 	@echo "make test    install what is missing, then run the tests"
 	@echo "make bench   run the benchmarks (each prints one JSON line of figures)"
-	@echo "make train   retrain the released model from ../shared/datasets/all-aria (DATA=DIR to override)"
+	@echo "make train   cross-validate, retrain and package the released model from ../shared/datasets/all-aria (DATA=DIR)"
+	@echo "make cv      grouped 5-fold cross-validation of the training recipe (runs/cv, resumable)"
 	@echo "make faults  run the full fault suite"
 	@echo "make security run the full hostile-input suite against the running system"
 
@@ -50,12 +51,18 @@ bench: install
 	@for bench in bench/*.py; do echo "== $$bench"; $(PY) $$bench || exit 1; done
 
 DATA ?= ../shared/datasets/all-aria
-VERSION ?= 1.0.0
+VERSION ?= 1.1.0
+CV_EPOCHS ?= 40
 SIGNING_KEY := $(shell $(PYTHON) -c "import json; print(json.load(open('confs.json'))['trainer']['signing_key'])")
+# The release: cross-validate the recipe (runs/cv, resumable), train on the block split, package with the CV figures.
 train: install
 	@[ -f "$(SIGNING_KEY)" ] || $(PY) -m trainer keys --trust
-	$(PY) -m trainer train --data $(DATA) --quiet
-	$(PY) -m trainer package --run runs/latest --version $(VERSION)
+	$(PY) -m trainer cv --data $(DATA) --folds 5 --epochs $(CV_EPOCHS) --out runs/cv
+	$(PY) -m trainer train --data $(DATA) --quiet --run-dir runs/release
+	$(PY) -m trainer package --run runs/release --version $(VERSION)
+
+cv: install
+	$(PY) -m trainer cv --data $(DATA) --folds 5 --epochs $(CV_EPOCHS) --out runs/cv
 
 faults: install
 	$(PY) -m pytest tests/faults -m faults --faults-scale=full $(PYTEST_ARGS)

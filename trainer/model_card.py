@@ -15,17 +15,12 @@ def _pct(value: float) -> str:
 
 
 def _cv_lines(cv: dict[str, Any] | None) -> list[str]:
+    from trainer import cv_summary
+
     if not cv:
-        return ["- no cross-validation summary was found beside the run (`python -m trainer cv`)"]
-    lines = [f"- {cv.get('folds', '?')}-fold grouped cross-validation ({cv.get('schedule', 'schedule not recorded')}):", ""]
-    lines += ["| metric | CNN mean [95% CI] | colour baseline mean [95% CI] |", "|---|---|---|"]
-    for name, row in cv.get("summary", {}).items():
-        cnn, base = row.get("cnn", {}), row.get("colour_baseline", {})
-        lines.append(
-            f"| {name} | {_pct(cnn.get('mean', 0))} [{_pct(cnn.get('ci_low', 0))}, {_pct(cnn.get('ci_high', 0))}] "
-            f"| {_pct(base.get('mean', 0))} [{_pct(base.get('ci_low', 0))}, {_pct(base.get('ci_high', 0))}] |"
-        )
-    return lines
+        return ["- no cross-validation summary was found (`python -m trainer cv --out runs/cv`)"]
+    focus = cv.get("focus_class", "Benign")
+    return [*cv.get("notes", []), "", *cv_summary.summary_rows(cv, focus)]
 
 
 def card_sections(metrics: dict[str, Any], ood: dict[str, Any], cv: dict[str, Any] | None) -> list[tuple[str, list[str]]]:
