@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from contracts.alert_confs import AlertConfs, NotifyConfs
 from contracts.topics import SEGMENT_PATTERN
 
 DEFAULT_PATH = Path("confs.json")
@@ -142,6 +143,8 @@ class DashboardConfs(_Section):
     )
     ood_alert_window: int = Field(50, ge=1, description="how many of a node's latest results that share is taken over")
     ood_alert_min_results: int = Field(10, ge=1, description="fewest recent results before the share can raise an alert")
+    alerts: AlertConfs = Field(default_factory=AlertConfs, description="alert thresholds, per site")
+    notify: NotifyConfs = Field(default_factory=NotifyConfs, description="e-mail and webhook notifications of alerts")
 
 
 class SplitConfs(_Section):

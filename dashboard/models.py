@@ -189,6 +189,39 @@ class Alert(Base):
     resolved_at: Mapped[datetime | None]
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
     acknowledged_at: Mapped[datetime | None]
+    notified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class AlertSetting(Base):
+    """A site's alert thresholds as set on the admin page (over confs.json's)."""
+
+    __tablename__ = "alert_settings"
+
+    site: Mapped[str] = mapped_column(ID, primary_key=True)
+    thresholds: Mapped[dict[str, Any]]
+    updated_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    """One alert to send on one channel (email, webhook), retried until sent or given up."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "channel", "target", name="uq_notification_alert_channel_target"),
+        Index("ix_notification_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
 
 
 class ModelRelease(Base):

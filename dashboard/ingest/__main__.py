@@ -20,12 +20,10 @@ from dashboard.ingest.store import BatchWriter
 from dashboard.ingest.worker import IngestSettings, IngestWorker
 from dashboard.migrations import upgrade_database
 from dashboard.publish import MqttCommandPublisher
-from dashboard.services import alerts
-from dashboard.services.alerts import AlertRules
+from dashboard.services import alert_settings, alerts, notify
 from dashboard.services.rollout_engine import RolloutEngine
 
 logger = logging.getLogger("dashboard.ingest")
-ALERTS_EVERY_S = 10.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -76,19 +74,20 @@ def main(argv: list[str] | None = None) -> int:
     clock = ClockBounds(confs.dashboard.max_clock_skew_s, confs.dashboard.max_message_age_s)
     worker = IngestWorker(settings, BatchWriter(db, clock))
     engine = None if args.no_engine else RolloutEngine(db, MqttCommandPublisher(worker.client, app_id), confs.dashboard.public_url)
-    rules = AlertRules.from_confs(confs.dashboard)
+    every_s = confs.dashboard.alerts.evaluate_every_s
     worker.tick = engine.tick if engine is not None else None
 
     def evaluate_alerts() -> None:
-        """Evaluate the alert rules every ALERTS_EVERY_S until the worker stops."""
+        """Evaluate the alert rules (per site) and send notifications every evaluate_every_s until the worker stops."""
         # Own thread: with 600 nodes one pass takes about a second, and storing must not wait for it.
         while True:
             try:
                 with db.session() as session:
-                    alerts.evaluate(session, rules)
+                    alerts.evaluate(session, alert_settings.rules_lookup(session, confs.dashboard))
+                notify.run_once(db, confs.dashboard.notify, confs.dashboard.public_url)
             except Exception:
-                logger.exception("alert evaluation failed; trying again in %.0f s", ALERTS_EVERY_S)
-            if worker.stopping.wait(ALERTS_EVERY_S):
+                logger.exception("alert evaluation failed; trying again in %.0f s", every_s)
+            if worker.stopping.wait(every_s):
                 return
 
     alert_thread = threading.Thread(target=evaluate_alerts, name="alerts", daemon=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +17,17 @@ from dashboard.services import audit
 logger = logging.getLogger(__name__)
 CONDITION_KINDS = ("offline", "no_model", "temperature", "disk", "uncertain_share", "ood_share")
 EVENT_KINDS = ("self_test_failed", "model_error", "ota_failed")
+# Critical: the node classifies nothing (silent, no model, no model loads). Warning: it still serves
+# (a failed update or self-test leaves the previous model running) but needs a look.
+SEVERITY = {
+    "offline": "critical", "no_model": "critical", "model_error": "critical", "temperature": "warning",
+    "disk": "warning", "uncertain_share": "warning", "ood_share": "warning", "self_test_failed": "warning",
+    "ota_failed": "warning",
+}
+# One failed update makes a node report a failed self-test (Warnings) and a FAILED update (Updates):
+# reports of either kind this close together are one failure, so one alert.
+SAME_FAILURE = frozenset({"self_test_failed", "ota_failed"})
+SAME_FAILURE_WINDOW = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,8 @@ class AlertRules:
     ood_share: float = 0.2
     ood_window: int = 50
     ood_min_results: int = 10
+    self_test_failure: bool = True
+    ota_failure: bool = True
 
     @classmethod
     def from_confs(cls, dashboard: Any) -> "AlertRules":
@@ -48,10 +62,25 @@ def _open_alert(session: Session, device_id: str | None, kind: str) -> Alert | N
     )
 
 
+def _same_failure(session: Session, device_id: str | None, kind: str, now: datetime) -> Alert | None:
+    """An open alert of the other kind of report about the same failed update, raised moments ago."""
+    if kind not in SAME_FAILURE:
+        return None
+    return session.scalar(
+        select(Alert).where(
+            Alert.device_id == device_id, Alert.kind.in_(SAME_FAILURE - {kind}), Alert.resolved_at.is_(None),
+            Alert.acknowledged_at.is_(None), Alert.created_at >= now - SAME_FAILURE_WINDOW,
+        ).order_by(Alert.id.desc()).limit(1)
+    )
+
+
 def raise_event_alert(session: Session, device_id: str | None, kind: str, severity: str, message: str) -> Alert:
-    """Open an alert for an event (or refresh the open one of the same kind)."""
-    alert = _open_alert(session, device_id, kind)
+    """Open an alert for an event (or refresh the open one of the same kind, or of the same failure)."""
     now = utcnow()
+    severity = SEVERITY.get(kind, severity)
+    alert = _open_alert(session, device_id, kind) or _same_failure(session, device_id, kind, now)
+    if alert is not None and alert.kind != kind:
+        message = f"{message} · {alert.message}" if message not in alert.message else alert.message
     if alert is None:
         alert = Alert(device_id=device_id, kind=kind, severity=severity, message=message[:2000], created_at=now)
         session.add(alert)
@@ -75,6 +104,7 @@ def _set_condition(
     """Open or refresh the alert while a condition holds; resolve it when it clears."""
     alert = standing.get((device_id, kind))
     if active and alert is None:
+        severity = SEVERITY.get(kind, severity)
         alert = Alert(device_id=device_id, kind=kind, severity=severity, message=message, created_at=now, updated_at=now)
         session.add(alert)
         standing[(device_id, kind)] = alert
@@ -125,12 +155,27 @@ def _ood_share(session: Session, standing: OpenAlerts, device_id: str, flags: li
     )
 
 
-def evaluate(session: Session, rules: AlertRules, now: datetime | None = None) -> None:
-    """Apply every condition rule to every node."""
+RulesFor = Callable[[str], AlertRules]
+
+
+def _switched_off(session: Session, standing: OpenAlerts, device: Device, rules: AlertRules, now: datetime) -> None:
+    """Resolve event alerts of kinds the node's site does not want (before anything is sent for them)."""
+    off = {kind for kind, on in (("self_test_failed", rules.self_test_failure), ("ota_failed", rules.ota_failure)) if not on}
+    for kind in off:
+        alert = standing.pop((device.id, kind), None)
+        if alert is not None:
+            alert.resolved_at, alert.notified = now, True
+
+
+def evaluate(session: Session, rules: AlertRules | RulesFor, now: datetime | None = None) -> None:
+    """Apply every condition rule to every node, with the rules of the node's site."""
     now = now or utcnow()
-    offline_before = now - timedelta(minutes=rules.offline_minutes)
+    rules_for = rules if callable(rules) else (lambda _site, fixed=rules: fixed)
     standing = _open_alerts(session)
     for device in session.scalars(select(Device)):
+        rules = rules_for(device.location)
+        offline_before = now - timedelta(minutes=rules.offline_minutes)
+        _switched_off(session, standing, device, rules, now)
         silent_since = device.last_seen or device.registered_at
         offline = (device.state == "OFFLINE" and (device.status_at or now) < offline_before) or (
             device.last_seen is not None and silent_since < offline_before

@@ -215,7 +215,7 @@ def test_ota_failure_raises_once_per_open_alert(database: Database, payloads) ->
     ingest(database, payloads.update("devA", "cmd-1", "FAILED", reason="signature mismatch"))
     ingest(database, payloads.update("devA", "cmd-2", "ROLLED_BACK", reason="self-test failed"))
     [alert] = alerts_of(database, "devA", "ota_failed")
-    assert alert.severity == "critical" and "cmd-2" in alert.message
+    assert alert.severity == "warning" and "cmd-2" in alert.message, "the previous model still serves: a warning"
     ingest(database, payloads.update("devA", "cmd-3", "ACTIVE", version="1.1.0"))
     assert len(alerts_of(database, "devA", "ota_failed")) == 1, "success raises nothing"
 
@@ -237,3 +237,22 @@ def test_acknowledge_records_who_when_and_audits_once(database: Database) -> Non
         assert alerts.list_alerts(session, open_only=True) == []
         with pytest.raises(KeyError):
             alerts.acknowledge(session, alert.id + 1000, "alice")
+
+
+def test_one_failed_update_raises_one_alert_not_one_per_report(database: Database, payloads) -> None:
+    sent_commands(database, "devA", "cmd-1")
+    ingest(database, warning(WarningCode.SELF_TEST_FAILED, "model 1.1.0 failed its self-test: outputs differ"),
+           payloads.update("devA", "cmd-1", "FAILED", reason="self-test failed"))
+    with database.session(readonly=True) as session:
+        raised = list(session.scalars(select(Alert).where(Alert.device_id == "devA")))
+    assert len(raised) == 1, [(a.kind, a.message) for a in raised]
+    assert "cmd-1" in raised[0].message and "outputs differ" in raised[0].message and raised[0].severity == "warning"
+
+
+def test_a_site_can_switch_off_ota_failure_alerts(database: Database, payloads) -> None:
+    sent_commands(database, "devA", "cmd-1")
+    ingest(database, payloads.update("devA", "cmd-1", "FAILED", reason="disk full"))
+    with database.session() as session:
+        alerts.evaluate(session, lambda site: AlertRules(ota_failure=False), now=datetime.now(UTC))
+    [alert] = alerts_of(database, "devA", "ota_failed")
+    assert alert.resolved_at is not None and alert.notified, "resolved before anything was sent"
