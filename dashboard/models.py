@@ -262,6 +262,17 @@ class Rollout(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Phases after the canary ("3" nodes or "25%"), the soak between them and whether a health gate guards each.
+    phases: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    soak_s: Mapped[int] = mapped_column(default=0)
+    health_gate: Mapped[bool] = mapped_column(Boolean, default=False)
+    scheduled_at: Mapped[datetime | None]
+    phase: Mapped[int] = mapped_column(default=0)
+    soak_until: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    phase_log: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    model_change_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
 
     release: Mapped[ModelRelease] = relationship()
     targets: Mapped[list[RolloutTarget]] = relationship(
@@ -279,12 +290,14 @@ class RolloutTarget(Base):
     rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id", ondelete="CASCADE"))
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
     is_canary: Mapped[bool] = mapped_column(Boolean, default=False)
+    phase: Mapped[int] = mapped_column(default=0)
     state: Mapped[str] = mapped_column(String(16))
     command_id: Mapped[str] = mapped_column(ID, unique=True)
     rollback_command_id: Mapped[str] = mapped_column(ID, unique=True)
     sends: Mapped[int] = mapped_column(default=0)
     sent_at: Mapped[datetime | None]
     reported_at: Mapped[datetime | None]
+    activated_at: Mapped[datetime | None]
     reason: Mapped[str | None] = mapped_column(Text)
 
     rollout: Mapped[Rollout] = relationship(back_populates="targets")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import (
+    BooleanField,
     DateTimeLocalField,
     DecimalField,
     IntegerField,
@@ -61,6 +62,14 @@ class RolloutForm(FlaskForm):
         "Failures tolerated", default=0, validators=[InputRequired(), NumberRange(min=0, max=10_000)],
         description="the rollout halts itself once more nodes than this have failed",
     )
+    phases = StringField(
+        "Phases after the canary", default="", validators=[Optional(), Length(max=200)],
+        description="node counts or percentages of all targets, e.g. 2, 25%, 50%; the rest follow last",
+    )
+    soak_s = IntegerField("Soak between phases (s)", default=0, validators=[InputRequired(), NumberRange(min=0, max=604_800)])
+    health_gate = BooleanField("Health gate between phases", default=True)
+    start_at = DateTimeLocalField("Start at (UTC)", format="%Y-%m-%dT%H:%M", validators=[Optional()])
+    confirm_model_change = BooleanField("Roll out even if classes or input specification change")
 
 
 class ResultFilterForm(FlaskForm):

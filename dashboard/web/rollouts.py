@@ -1,18 +1,21 @@
-"""Rollouts: create (admins), list, live per-node state, and halt / resume / roll back by hand."""
+"""Rollouts: create (admins) with phases, soak, health gate and a start time; progress; halt / resume / roll back."""
 from __future__ import annotations
 
 import logging
+from datetime import UTC
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from dashboard.db import get_db
 from dashboard.limits import db_int
-from dashboard.models import ModelRelease, Rollout, RolloutTarget
+from dashboard.models import ModelRelease, Rollout
 from dashboard.services import rollouts as engine
+from dashboard.services.rollout_phases import phase_name, progress
+from dashboard.services.rollout_states import ALLOWED
 from dashboard.services.auth import role_required
 from dashboard.web import queries
 from dashboard.web.common import require_login
@@ -23,47 +26,33 @@ logger = logging.getLogger(__name__)
 bp = require_login(Blueprint("rollouts", __name__))
 
 
-def _state_counts(session: Any, rollout_ids: list[int]) -> dict[int, dict[str, int]]:
-    """Per rollout: how many targets are in each state, plus 'total'."""
-    counts: dict[int, dict[str, int]] = {i: {"total": 0} for i in rollout_ids}
-    if not rollout_ids:
-        return counts
-    query = (
-        select(RolloutTarget.rollout_id, RolloutTarget.state, func.count(RolloutTarget.id))
-        .where(RolloutTarget.rollout_id.in_(rollout_ids))
-        .group_by(RolloutTarget.rollout_id, RolloutTarget.state)
-    )
-    for rollout_id, state, count in session.execute(query):
-        counts[rollout_id][state] = count
-        counts[rollout_id]["total"] += count
-    return counts
-
-
 @bp.route("/rollouts")
 def index() -> Any:
     """Every rollout, newest first, with progress."""
-    with get_db().session() as session:
+    with get_db().session(readonly=True) as session:
         rollouts = session.scalars(
-            select(Rollout).options(selectinload(Rollout.release)).order_by(Rollout.id.desc()).limit(200)
+            select(Rollout).options(selectinload(Rollout.release), selectinload(Rollout.targets))
+            .order_by(Rollout.id.desc()).limit(200)
         ).all()
-        counts = _state_counts(session, [r.id for r in rollouts])
-    return render_template("rollouts.html", rollouts=[(r, counts[r.id]) for r in rollouts])
+        rows = [(r, progress(r)) for r in rollouts]
+    return render_template("rollouts.html", rollouts=rows)
 
 
 @bp.route("/rollouts/<int:rollout_id>")
 def detail(rollout_id: int) -> Any:
-    """A rollout with its targets; the table then follows /stream/rollouts/<id>."""
-    with get_db().session() as session:
+    """A rollout with its phases and targets; the page then follows /stream/rollouts/<id>."""
+    with get_db().session(readonly=True) as session:
         rollout = session.scalar(
             select(Rollout).where(Rollout.id == rollout_id)
             .options(selectinload(Rollout.release), selectinload(Rollout.targets))
         )
         if rollout is None:
             abort(404)
-        counts = _state_counts(session, [rollout_id])[rollout_id]
+        figures = progress(rollout)
     return render_template(
-        "rollout_detail.html", rollout=rollout, counts=counts, action_form=ActionForm(),
-        haltable=engine.ALLOWED["halt"], resumable=engine.ALLOWED["resume"], rollbackable=engine.ALLOWED["rollback"],
+        "rollout_detail.html", rollout=rollout, progress=figures, counts=figures["by_state"], action_form=ActionForm(),
+        phase_name=phase_name, haltable=sorted(ALLOWED["halt"]), resumable=sorted(ALLOWED["resume"]),
+        rollbackable=sorted(ALLOWED["rollback"]),
     )
 
 
@@ -72,7 +61,7 @@ def detail(rollout_id: int) -> Any:
 def new() -> Any:
     """The rollout form; on a valid POST the rollout is created and the ingest engine takes it from there."""
     form = RolloutForm()
-    with get_db().session() as session:
+    with get_db().session(readonly=True) as session:
         releases = session.scalars(select(ModelRelease).order_by(ModelRelease.uploaded_at.desc())).all()
         form.release_id.choices = options(*[(r.id, f"{r.name} {r.version}") for r in releases])
         form.zone.choices = options(*[(z, z) for z in queries.zones(session)])
@@ -96,11 +85,14 @@ def _create(form: RolloutForm) -> int | str:
         value = form.zone.data or ""
     elif mode == "devices":
         value = list(form.nodes.data or [])
+    start_at = form.start_at.data.replace(tzinfo=UTC) if form.start_at.data else None
     with get_db().session() as session:
         try:
             rollout = engine.create_rollout(
                 session, form.release_id.data, mode, value, form.canary_size.data, form.failure_threshold.data,
-                current_user.username, request.remote_addr,
+                current_user.username, request.remote_addr, phases=form.phases.data or "", soak_s=form.soak_s.data,
+                health_gate=bool(form.health_gate.data), scheduled_at=start_at,
+                confirm_model_change=bool(form.confirm_model_change.data),
             )
         except engine.RolloutError as exc:
             return str(exc)

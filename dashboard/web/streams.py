@@ -9,11 +9,11 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, request, stream_with_context
 from flask_login import current_user
-from sqlalchemy import select
 
 from dashboard.db import Database, get_db
 from dashboard.limits import db_int
-from dashboard.models import Rollout, RolloutTarget
+from dashboard.models import Rollout
+from dashboard.services.rollout_phases import phase_name, progress, progress_counts
 from dashboard.services.results import verdict
 from dashboard.web import queries
 from dashboard.web.common import offline_after_s, require_login, utc_now
@@ -166,21 +166,18 @@ def result_event(row: Any) -> dict[str, Any]:
 
 def rollout_snapshot(db: Database, rollout_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     """The rollout's status with per-state counts, and each target's row."""
-    with db.session() as session:
+    with db.session(readonly=True) as session:
         rollout = session.get(Rollout, rollout_id)
         if rollout is None:
             return None
-        targets = session.scalars(
-            select(RolloutTarget).where(RolloutTarget.rollout_id == rollout_id).order_by(RolloutTarget.id)
-        ).all()
-        counts: dict[str, int] = {"total": len(targets)}
+        figures = progress(rollout)
+        counts = progress_counts(figures, rollout.reason)
         rows = []
-        for target in targets:
-            counts[target.state] = counts.get(target.state, 0) + 1
+        for target in rollout.targets:
             rows.append({
                 "device_id": target.device_id,
                 "state": target.state,
-                "stage": "canary" if target.is_canary else "rest",
+                "stage": phase_name(target.phase),
                 "updated_at": (target.reported_at or target.sent_at).strftime("%Y-%m-%d %H:%M:%S")
                 if (target.reported_at or target.sent_at) else None,
                 "reason": target.reason or "",

@@ -108,7 +108,9 @@ def test_rollout_stream_reports_target_states(viewer: FlaskClient, db: Database)
         session.get(Rollout, rollout_id).state = "COMPLETED"  # type: ignore[union-attr]
     later = events(chunks, lambda e: len(e) >= 2)
     assert sorted((k, d.get("status") or d.get("state")) for k, d in later) == [("rollout", "COMPLETED"), ("target", "ACTIVE")]
-    assert [d["counts"] for k, d in later if k == "rollout"] == [{"total": 1, "ACTIVE": 1}]
+    counts = [d["counts"] for k, d in later if k == "rollout"]
+    assert [{key: c[key] for key in ("total", "ACTIVE", "active", "in_flight", "percent")} for c in counts] == [
+        {"total": 1, "ACTIVE": 1, "active": 1, "in_flight": 0, "percent": 100.0}]
     response.close()
     assert viewer.get("/stream/rollouts/999").status_code == 404
 
