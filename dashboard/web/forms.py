@@ -66,7 +66,7 @@ class RolloutForm(FlaskForm):
         "Phases after the canary", default="", validators=[Optional(), Length(max=200)],
         description="node counts or percentages of all targets, e.g. 2, 25%, 50%; the rest follow last",
     )
-    soak_s = IntegerField("Soak between phases (s)", default=0, validators=[InputRequired(), NumberRange(min=0, max=604_800)])
+    soak_s = IntegerField("Soak between phases (s)", default=0, validators=[Optional(), NumberRange(min=0, max=604_800)])
     health_gate = BooleanField("Health gate between phases", default=True)
     start_at = DateTimeLocalField("Start at (UTC)", format="%Y-%m-%dT%H:%M", validators=[Optional()])
     confirm_model_change = BooleanField("Roll out even if classes or input specification change")

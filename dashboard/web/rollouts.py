@@ -90,7 +90,7 @@ def _create(form: RolloutForm) -> int | str:
         try:
             rollout = engine.create_rollout(
                 session, form.release_id.data, mode, value, form.canary_size.data, form.failure_threshold.data,
-                current_user.username, request.remote_addr, phases=form.phases.data or "", soak_s=form.soak_s.data,
+                current_user.username, request.remote_addr, phases=form.phases.data or "", soak_s=form.soak_s.data or 0,
                 health_gate=bool(form.health_gate.data), scheduled_at=start_at,
                 confirm_model_change=bool(form.confirm_model_change.data),
             )

@@ -14,7 +14,7 @@ import requests
 from PIL import Image
 
 from broker_harness import BrokerHandle, MessageCollector, publish_and_wait
-from contracts.messages import CommandMessage, Ping, StatusMessage, UpdateMessage, from_bytes, to_bytes
+from contracts.messages import CommandMessage, StatusMessage, UpdateMessage, from_bytes, to_bytes
 from contracts.model_package import public_key_text
 from support.tiny_package import class_image
 from tests.edge_node.node_harness import TOKEN, NodeProcess, wait_online, wait_until, write_confs
