@@ -7,11 +7,14 @@ from flask import Blueprint, Flask, Response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import Forbidden, NotFound, RequestEntityTooLarge
 
-from dashboard.web import alerts, audit_views, auth_views, fleet, node, releases, results, rollouts, streams
+from dashboard.web import (
+    admin, alerts, api_docs, audit_views, auth_views, fleet, node, node_live, releases, results, rollouts, streams,
+)
 from dashboard.web.common import register_filters
 
 BLUEPRINTS: tuple[Blueprint, ...] = (
     auth_views.bp, fleet.bp, node.bp, results.bp, alerts.bp, releases.bp, rollouts.bp, audit_views.bp, streams.bp,
+    node_live.bp, admin.bp, api_docs.bp,
 )
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "

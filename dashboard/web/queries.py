@@ -43,6 +43,20 @@ class NodeRow:
     runtime: str | None = None
     inference_device: str | None = None
     precision: str | None = None
+    disk: float | None = None
+    uptime_s: float | None = None
+    software_version: str | None = None
+    open_alerts: int = 0
+    alert_severity: str | None = None
+
+    @property
+    def shown(self) -> str:
+        """The one state every view shows: a silent node is OFFLINE, whatever it last said."""
+        if self.state == "NO_MODEL":
+            return "NO_MODEL"
+        if self.last_seen is None and self.state in ("UNKNOWN", "ONLINE"):
+            return "UNKNOWN"
+        return "OFFLINE" if self.stale or self.state != "ONLINE" else "ONLINE"
 
     @property
     def serving(self) -> str | None:
@@ -68,11 +82,17 @@ class NodeRow:
             "inference_device": self.inference_device,
             "precision": self.precision,
             "serving": self.serving,
+            "shown": self.shown,
+            "disk": None if self.disk is None else round(self.disk),
+            "uptime_s": None if self.uptime_s is None else int(self.uptime_s),
+            "software_version": self.software_version,
+            "alerts": self.open_alerts,
+            "alert_severity": self.alert_severity,
         }
 
 
-def node_row(device: Device, now: datetime, offline_after_s: float) -> NodeRow:
-    """The fleet row of a device; stale when it has been silent longer than offline_after_s."""
+def node_row(device: Device, now: datetime, offline_after_s: float, alerts: tuple[int, str | None] = (0, None)) -> NodeRow:
+    """The fleet row of a device (with its open alerts: count, worst severity); stale when silent past offline_after_s."""
     last_seen = device.last_seen
     stale = last_seen is None or (now - last_seen).total_seconds() > offline_after_s
     return NodeRow(
@@ -90,13 +110,38 @@ def node_row(device: Device, now: datetime, offline_after_s: float) -> NodeRow:
         runtime=device.runtime,
         inference_device=device.inference_device,
         precision=device.precision,
+        disk=device.disk_percent,
+        uptime_s=device.uptime_s,
+        software_version=device.software_version,
+        open_alerts=alerts[0],
+        alert_severity=alerts[1],
     )
+
+
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+
+def open_alerts_by_device(session: Session, device_id: str | None = None) -> dict[str, tuple[int, str | None]]:
+    """Open (unresolved, unacknowledged) alerts per device: how many and the worst severity."""
+    query = select(Alert.device_id, Alert.severity, func.count(Alert.id)).where(
+        Alert.resolved_at.is_(None), Alert.acknowledged_at.is_(None), Alert.device_id.is_not(None)
+    )
+    if device_id is not None:
+        query = query.where(Alert.device_id == device_id)
+    found: dict[str, tuple[int, str | None]] = {}
+    for device, severity, count in session.execute(query.group_by(Alert.device_id, Alert.severity)):
+        total, worst = found.get(device, (0, None))
+        if worst is None or SEVERITY_RANK.get(severity, 0) > SEVERITY_RANK.get(worst, 0):
+            worst = severity
+        found[device] = (total + int(count), worst)
+    return found
 
 
 def fleet_rows(session: Session, now: datetime, offline_after_s: float) -> list[NodeRow]:
     """Every device as a fleet row, by zone then id."""
     devices = session.scalars(select(Device).order_by(Device.zone, Device.id)).all()
-    return [node_row(device, now, offline_after_s) for device in devices]
+    alerts = open_alerts_by_device(session)
+    return [node_row(device, now, offline_after_s, alerts.get(device.id, (0, None))) for device in devices]
 
 
 def fleet_changed_since(session: Session, since: datetime) -> list[Device]:

@@ -17,6 +17,7 @@ from dashboard.services.rollout_phases import phase_name, progress, progress_cou
 from dashboard.services.results import verdict
 from dashboard.web import queries
 from dashboard.web.common import offline_after_s, require_login, utc_now
+from dashboard.web.fleet import fleet_summary
 from dashboard.web.results import parse_filters
 
 bp = require_login(Blueprint("streams", __name__, url_prefix="/stream"))
@@ -106,19 +107,23 @@ def _stream(poll: Callable[[], list[str]]) -> Response:
 
 @bp.route("/fleet")
 def fleet() -> Response:
-    """`node` events: a node's row whenever anything shown about it changes (including going stale)."""
+    """`node` events: a node's row whenever anything shown about it changes (going silent too); `summary`: the tiles."""
     db, limit = get_db(), offline_after_s()
     shown: dict[str, dict[str, Any]] = {}
 
     def poll() -> list[str]:
         with db.session() as session:
             rows = queries.fleet_rows(session, utc_now(), limit)
+            summary = fleet_summary(rows, queries.open_alert_count(session))
         frames = []
         for row in rows:
             event = row.as_event()
             if shown.get(row.device_id) != event:
                 shown[row.device_id] = event
                 frames.append(sse("node", event))
+        if shown.get("__summary__") != summary:
+            shown["__summary__"] = summary
+            frames.append(sse("summary", summary))
         return frames
 
     return _stream(poll)

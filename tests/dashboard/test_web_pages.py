@@ -52,7 +52,7 @@ def test_fleet_lists_every_node_and_greys_stale_ones(viewer: FlaskClient, db: Da
     assert fresh and silent and gone
     assert "stale" not in fresh.group(1) and "stale" in silent.group(1) and "stale" in gone.group(1)
     assert ">33<" in fresh.group(2) and "48.5" in fresh.group(2) and ">7<" in fresh.group(2)
-    assert "Lab2" in silent.group(2) and "(stale)" in silent.group(2)
+    assert "Lab2" in silent.group(2) and 'class="badge OFFLINE"' in silent.group(2), "a silent node reads OFFLINE"
     assert 'data-stream="/stream/fleet"' in html
 
 
@@ -64,7 +64,7 @@ def test_node_page_draws_charts_for_the_chosen_range(viewer: FlaskClient, db: Da
         add_classifications(session, [classification_row("n1", now(), label="Pre", sample_id="s-recent")])
         add_warning(session, "n1", message="disk nearly full")
     hour = viewer.get("/nodes/n1?range=1h").get_data(as_text=True)
-    assert hour.count("<svg") == 5 and hour.count('class="series"') == 5
+    assert hour.count("<svg") == 6 and hour.count('class="series"') == 6
     assert "30 samples shown" in hour
     week = viewer.get("/nodes/n1?range=7d").get_data(as_text=True)
     assert "40 samples shown" in week

@@ -125,3 +125,32 @@ def test_evaluate_json_reports_the_documented_keys(released: dict, synthetic_dat
     assert np.array(result["confusion_matrix"]).sum() == 90
     assert main([*args[:-1], "--split", "test"]) == 0
     assert "accuracy" in capsys.readouterr().out
+
+
+def test_models_page_shows_the_metrics_this_trainer_wrote(released: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    from contracts.confs import Confs
+    from contracts.release_metrics import ReleaseMetrics
+    from dashboard import create_app
+    from dashboard.migrations import upgrade_database
+    from dashboard.services import users
+    from dashboard.services.releases import register_package
+    from support.web_seed import sign_in
+
+    raw = json.loads(released["confs"].read_text())
+    raw["dashboard"].update(database_url=f"sqlite:///{tmp_path / 'd.db'}", secret_key_file=str(tmp_path / "key"),
+                            package_dir=str(tmp_path / "packages"))
+    app = create_app(Confs.model_validate(raw), TESTING=True)
+    db = app.extensions["db"]
+    upgrade_database(db.engine)
+    metrics = ReleaseMetrics.from_manifest(read_manifest(released["package"], _trusted(released["confs"])).metrics)
+    assert metrics.test_accuracy is not None and metrics.matrix_for(["Alpha", "Beta", "Gamma"]) is not None
+    assert set(metrics.per_class_recall) == {"Alpha", "Beta", "Gamma"} and metrics.ood is not None
+    with db.session() as session:
+        user, password = users.create_user(session, "alice", "admin")
+        release_id = register_package(session, released["package"], tmp_path / "store", raw["ota"]["trusted_public_keys"],
+                                      1 << 30, "alice").id
+    client = sign_in(app.test_client(), "alice", password)
+    assert f"{metrics.test_accuracy * 100:.1f}%" in client.get("/models").get_data(as_text=True)
+    page = client.get(f"/models/{release_id}").get_data(as_text=True)
+    assert 'class="matrix"' in page and "<th>Gamma</th>" in page and "In-distribution test images flagged" in page
+    db.dispose()

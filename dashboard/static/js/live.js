@@ -59,75 +59,109 @@
     return span;
   }
 
-  function updateFleetSummary(root) {
-    var rows = root.querySelectorAll("tr[data-node]");
-    var online = 0;
-    rows.forEach(function (row) {
-      if (!row.classList.contains("stale") && !row.classList.contains("no-model")) { online += 1; }
-    });
-    var counts = { total: rows.length, online: online, offline: rows.length - online };
-    document.querySelectorAll("[data-summary]").forEach(function (node) {
-      var key = node.getAttribute("data-summary");
-      if (key in counts) { node.textContent = String(counts[key]); }
-    });
+  // Columns after Node and Status, in the fleet table's order; numbers right-aligned.
+  var FLEET_FIELDS = ["last_seen", "zone", "model_version", "software_version", "runtime", "inference_device", "precision",
+                      "cpu", "memory", "disk", "temperature", "uptime_s", "outbox"];
+  var NUMERIC = ["cpu", "memory", "disk", "temperature", "uptime_s", "outbox"];
+  var METERS = ["cpu", "memory", "disk"];
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) { return null; }
+    var s = Math.floor(seconds), d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
+    if (d) { return d + "d " + h + "h"; }
+    if (h) { return h + "h " + m + "m"; }
+    return m ? m + "m" : s + "s";
   }
 
-  var FLEET_FIELDS = ["last_seen", "zone", "model_version", "runtime", "inference_device", "precision",
-                      "cpu", "memory", "temperature", "outbox"];
+  function newFleetRow(root, data) {
+    var body = root.querySelector("tbody");
+    if (!body) { return null; }
+    var empty = body.querySelector(".empty-row");
+    if (empty) { empty.remove(); }
+    var row = document.createElement("tr");
+    row.setAttribute("data-node", data.device_id);
+    var first = document.createElement("td");
+    var dot = document.createElement("span");
+    dot.className = "dot";
+    dot.setAttribute("data-dot", "");
+    first.appendChild(dot);
+    first.appendChild(link(root.getAttribute("data-node-url").replace("__id__", encodeURIComponent(data.device_id)), data.device_id));
+    var marker = link(root.getAttribute("data-alerts-url") || "/alerts", "⚠ ");
+    marker.className = "alert-marker";
+    marker.setAttribute("data-alerts", "");
+    marker.hidden = true;
+    var count = document.createElement("span");
+    count.setAttribute("data-field", "alerts");
+    marker.appendChild(count);
+    first.appendChild(document.createTextNode(" "));
+    first.appendChild(marker);
+    row.appendChild(first);
+    var state = document.createElement("td");
+    var b = badge(data.shown);
+    b.setAttribute("data-badge", "state");
+    state.appendChild(b);
+    var why = document.createElement("div");
+    why.className = "reason";
+    why.setAttribute("data-field", "reason");
+    why.hidden = true;
+    state.appendChild(why);
+    row.appendChild(state);
+    FLEET_FIELDS.forEach(function (name) {
+      var td = cell(null, NUMERIC.indexOf(name) >= 0 ? "num" : "");
+      td.setAttribute("data-field", name);
+      if (METERS.indexOf(name) >= 0) { td.setAttribute("data-meter", ""); }
+      row.appendChild(td);
+    });
+    body.appendChild(row);
+    return row;
+  }
+
+  // One node's view (a fleet row, or the node page's header and cards): the server's `shown` state is the
+  // only state displayed, so a silent node reads OFFLINE here exactly as on a reloaded page.
+  function applyNode(el, data) {
+    var shown = data.shown || data.state;
+    var b = el.querySelector('[data-badge="state"]');
+    if (b) { b.className = "badge " + shown; b.textContent = shown; }
+    if (el.tagName === "TR") {
+      el.classList.toggle("no-model", shown === "NO_MODEL");
+      el.classList.toggle("stale", shown !== "NO_MODEL" && shown !== "ONLINE");
+    }
+    el.querySelectorAll("[data-dot]").forEach(function (dot) { dot.className = "dot " + shown; });
+    FLEET_FIELDS.concat(["alerts"]).forEach(function (name) {
+      setField(el, name, name === "uptime_s" ? duration(data.uptime_s) : data[name]);
+    });
+    var up = el.querySelector('[data-field="uptime_s"]');
+    if (up) { up.setAttribute("data-value", data.uptime_s === null || data.uptime_s === undefined ? "" : String(data.uptime_s)); }
+    var marker = el.querySelector("[data-alerts]");
+    if (marker) {
+      marker.hidden = !data.alerts;
+      marker.className = "alert-marker " + (data.alert_severity || "");
+    }
+    var reason = el.querySelector('[data-field="reason"]');
+    if (reason) {
+      reason.textContent = data.reason ? (reason.getAttribute("data-prefix") || "") + data.reason : "";
+      reason.hidden = !data.reason;
+    }
+  }
 
   var handlers = {
     node: function (root, data) {
-      var row = root.querySelector('tr[data-node="' + CSS.escape(data.device_id) + '"]');
-      if (!row) {
-        var body = root.querySelector("tbody");
-        if (!body) { return; }
-        var empty = body.querySelector(".empty-row");
-        if (empty) { empty.remove(); }
-        row = document.createElement("tr");
-        row.setAttribute("data-node", data.device_id);
-        var first = document.createElement("td");
-        var dot = document.createElement("span");
-        dot.className = "dot";
-        dot.setAttribute("data-dot", "");
-        first.appendChild(dot);
-        first.appendChild(link(root.getAttribute("data-node-url").replace("__id__", encodeURIComponent(data.device_id)), data.device_id));
-        row.appendChild(first);
-        var state = document.createElement("td");
-        var b = badge(data.state);
-        b.setAttribute("data-badge", "state");
-        state.appendChild(b);
-        var why = document.createElement("div");
-        why.className = "reason";
-        why.setAttribute("data-field", "reason");
-        why.hidden = true;
-        state.appendChild(why);
-        row.appendChild(state);
-        FLEET_FIELDS.forEach(function (name) {
-          var td = cell(null, ["cpu", "memory", "temperature", "outbox"].indexOf(name) >= 0 ? "num" : "");
-          td.setAttribute("data-field", name);
-          row.appendChild(td);
-        });
-        body.appendChild(row);
+      var els = root.querySelectorAll('[data-node="' + CSS.escape(data.device_id) + '"]');
+      if (!els.length) {
+        var row = newFleetRow(root, data);
+        els = row ? [row] : [];
       }
-      var noModel = data.state === "NO_MODEL";
-      var shown = data.stale && !noModel ? "STALE" : data.state;
-      setBadge(row, "state", data.stale && data.state === "ONLINE" ? "stale" : data.state);
-      var b2 = row.querySelector('[data-badge="state"]');
-      if (b2) { b2.textContent = shown === "STALE" ? "ONLINE (stale)" : shown; }
-      row.classList.toggle("no-model", noModel);
-      row.classList.toggle("stale", !noModel && (!!data.stale || data.state !== "ONLINE"));
-      var dot2 = row.querySelector("[data-dot]");
-      if (dot2) { dot2.className = "dot " + (noModel ? "NO_MODEL" : data.stale ? "stale" : data.state); }
-      FLEET_FIELDS.forEach(function (name) {
-        setField(row, name, data[name]);
-      });
-      var reason = row.querySelector('[data-field="reason"]');
-      if (reason) {
-        reason.textContent = data.reason || "";
-        reason.hidden = !data.reason;
-      }
-      updateFleetSummary(root);
+      els.forEach(function (el) { applyNode(el, data); });
     },
+
+    summary: function (root, data) {
+      document.querySelectorAll("[data-summary]").forEach(function (node) {
+        var key = node.getAttribute("data-summary");
+        if (key in data) { node.textContent = String(data[key]); }
+      });
+    },
+
+    telemetry: function () {},
 
     result: function (root, data) {
       var body = root.querySelector("tbody");
@@ -191,7 +225,12 @@
     source.onerror = function () { setStatus(status, false); };
     Object.keys(handlers).forEach(function (kind) {
       source.addEventListener(kind, function (event) {
-        try { handlers[kind](root, JSON.parse(event.data)); } catch (err) { if (window.console) { console.warn(err); } }
+        try {
+          var data = JSON.parse(event.data);
+          handlers[kind](root, data);
+          // Other scripts (charts, table tools) follow the same stream without opening another.
+          document.dispatchEvent(new CustomEvent("live:" + kind, { detail: data }));
+        } catch (err) { if (window.console) { console.warn(err); } }
       });
     });
   }
