@@ -66,6 +66,8 @@ class MqttLink:
         self.session_started = utc_now()
         self._listeners = _Listeners()
         self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._pending_subscriptions: set[int] = set()
         self.connected_since: float | None = None
         self.session_present = False
         self.connect_count = 0
@@ -124,6 +126,10 @@ class MqttLink:
         """Block until connected or timeout."""
         return self._connected.wait(timeout)
 
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Block until the broker has acknowledged every subscription of the current connection, or timeout."""
+        return self._subscribed.wait(timeout)
+
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> mqtt.MQTTMessageInfo:
         """Hand a message to paho (queued in memory while disconnected); returns its info with the mid."""
         return self._client.publish(topic, payload, qos=qos, retain=retain)
@@ -164,10 +170,16 @@ class MqttLink:
             return
         logger.info("connected to %s:%d (session present: %s)", self.settings.host, self.settings.port, flags.session_present)
         self.session_present = bool(flags.session_present)
+        self._subscribed.clear()
+        self._pending_subscriptions.clear()
         for topic_filter in self.settings.subscriptions:
-            result, _mid = client.subscribe(topic_filter, qos=1)
+            result, mid = client.subscribe(topic_filter, qos=1)
             if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 logger.error("subscribing to %s failed: %s", topic_filter, mqtt.error_string(result))
+            elif mid is not None:
+                self._pending_subscriptions.add(mid)
+        if not self.settings.subscriptions:
+            self._subscribed.set()
         client.publish(self.settings.status_topic, self._status_payload(True, self.session_started), qos=1, retain=True)
         self.connected_since = time.monotonic()
         self.connect_count += 1
@@ -191,6 +203,9 @@ class MqttLink:
         for reason in reasons:
             if reason.is_failure:
                 logger.error("broker refused subscription %d: %s", mid, reason)
+        self._pending_subscriptions.discard(mid)
+        if not self._pending_subscriptions and not any(reason.is_failure for reason in reasons):
+            self._subscribed.set()
 
     def _on_publish(self, _client: mqtt.Client, _userdata: object, mid: int, reason: ReasonCode, _props: object) -> None:
         for listener in self._listeners.acks:

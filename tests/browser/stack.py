@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from contracts.confs import Confs
+from support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -22,15 +22,8 @@ SIM_DEVICES = ("sim-0001", "sim-0002", "sim-0003")
 
 
 def wait_for(probe: Callable[[], object], timeout: float, what: str, every: float = 0.1) -> object:
-    """Poll probe until it returns something truthy; TimeoutError naming what did not happen."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {timeout}s")
-        time.sleep(every)
+    """The suite's wait_until, polling every `every` seconds (pages are slower to ask than a database)."""
+    return wait_until(probe, timeout, what, every=every)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from dashboard.db import Database
 from dashboard.migrations import upgrade_database
 from dashboard.models import User
 from dashboard.services import users
+from support.waiting import wait_until
 from support.web_seed import sign_in
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,7 +172,6 @@ def make_db_url(tmp_path: Path) -> Callable[[str], str]:
 
 import hashlib  # noqa: E402
 import threading  # noqa: E402
-import time  # noqa: E402
 
 from contracts.messages import (  # noqa: E402
     LifeMessage,
@@ -251,18 +251,6 @@ def run_ingest() -> Iterator[Callable[..., IngestWorker]]:
         worker.stopping.set()
         thread.join(10)
         worker.stop()
-
-
-def wait_until(probe: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll probe every 20 ms until it returns something truthy; AssertionError naming what on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -54,15 +55,24 @@ def test_sigkill_mid_burst_then_restart_loses_nothing(tmp_path, confs, broker, d
     topic = broker.topic("devA", "Sensors")
     total = 3000
     bodies = [payloads.to_bytes(payloads.sensors("devA", n)) for n in range(total)]
-    infos = [node.publish(topic, body, qos=1) for body in bodies[:1500]]
+    # Publish from a thread that keeps going while the kill lands, so it lands mid-burst.
+    infos: list = []
+
+    def feed() -> None:
+        for body in bodies:
+            infos.append(node.publish(topic, body, qos=1))
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
     wait(lambda: stored(database) >= 200, timeout=30, what="the first batches")
+    fed_before_kill = len(infos)
     ingest.send_signal(signal.SIGKILL)
     ingest.wait(10)
     killed_at = stored(database)
-    infos += [node.publish(topic, body, qos=1) for body in bodies[1500:]]
+    feeder.join(60)
     for info in infos:
         info.wait_for_publish(20)
-    assert killed_at < total, "the kill happened mid-burst"
+    assert killed_at < fed_before_kill, f"the kill came after all {fed_before_kill} results fed so far were stored"
     ingest = start_ingest(confs_path, broker, log)
     try:
         wait(lambda: stored(database) == total, timeout=60, what=f"{total} results after restart ({log.read_text()[-2000:]})")

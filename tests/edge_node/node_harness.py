@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from broker_harness import BrokerHandle, MessageCollector, free_port
+from support import waiting
 from contracts.messages import NodeState, SensorsMessage, StatusMessage, from_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,13 +129,8 @@ def status_state(payload: bytes) -> NodeState:
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, node: NodeProcess | None = None) -> None:
-    """Poll predicate until true; TimeoutError naming what (with the node's log) if not."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            log = node.log()[-3000:] if node is not None else ""
-            raise TimeoutError(f"timed out waiting for {what}\n{log}")
-        time.sleep(0.02)
+    """The suite's wait_until, with the node's log in the failure."""
+    waiting.wait_until(predicate, timeout, what, logs=node.log if node is not None else None)
 
 
 def wait_online(watch: MessageCollector, topic: str, node: NodeProcess, after: int = 0, timeout: float = 30.0) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from contracts.messages import NodeState, StatusMessage, from_bytes, to_bytes
 from edge_node.delivery import OutboxSender
 from edge_node.mqtt_link import LinkSettings, MqttLink
 from edge_node.outbox import Outbox
+from support.waiting import wait_until
 
 
 def _status(device: str):
@@ -38,14 +38,6 @@ def _link(broker: BrokerHandle, device: str = "devA", **overrides) -> MqttLink:
         **overrides,
     )
     return MqttLink(settings, _status(device))
-
-
-def _wait(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        time.sleep(0.02)
 
 
 def _state(payload: bytes) -> NodeState:
@@ -82,11 +74,11 @@ def test_commands_are_routed_to_the_handler(broker: BrokerHandle):
     link.add_route(broker.topic("devA", "Commands"), handle)
     link.start()
     assert link.wait_connected(5)
-    time.sleep(0.2)  # let the SUBACK land before the dashboard publishes
+    assert link.wait_subscribed(5), "no SUBACK for the Commands subscription"
     dashboard = broker.client("dashboard")
     dashboard.publish(broker.topic("devA", "Commands"), b"boom", qos=1).wait_for_publish(5)
     dashboard.publish(broker.topic("devA", "Commands"), b"hello", qos=1).wait_for_publish(5)
-    _wait(lambda: received == [b"hello"])
+    wait_until(lambda: received == [b"hello"])
     link.stop()
 
 
@@ -132,13 +124,13 @@ def test_broker_outage_loses_nothing(broker: BrokerHandle, tmp_path: Path):
         outbox.put(topic, f"{i}".encode())
     assert sender.flush(10)
     broker.stop()
-    _wait(lambda: not link.is_connected())
+    wait_until(lambda: not link.is_connected())
     for i in range(10, 40):
         outbox.put(topic, f"{i}".encode())
     assert outbox.depth() == 30
     broker.start()
     watch.client.reconnect()
     assert sender.flush(30)
-    _wait(lambda: {int(m.payload) for m in watch.messages} == set(range(40)), 15)
+    wait_until(lambda: {int(m.payload) for m in watch.messages} == set(range(40)), 15)
     sender.stop()
     link.stop()

@@ -11,7 +11,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from PIL import Image
 from broker_harness import BrokerHandle, MessageCollector
 from contracts.messages import NodeState, StatusMessage, from_bytes
 from support.tiny_package import CLASSES, class_image
+from support.waiting import wait_until
 from tests.edge_node.node_harness import NodeProcess, wait_online, write_confs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,18 +96,6 @@ class ImageFeed:
                 time.sleep(pause_s)
         self.produced |= batch
         return batch
-
-
-def wait_until(probe: Callable[[], Any], timeout: float, what: str, logs: Callable[[], str] = lambda: "") -> Any:
-    """Poll probe until truthy; TimeoutError naming what (with logs) otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}\n{logs()[-4000:]}")
-        time.sleep(0.05)
 
 
 class FaultStack:
