@@ -189,6 +189,9 @@ class OtaConfs(_Section):
 
     trusted_public_keys: list[str] = Field(default_factory=list, description="ed25519:<base64> keys, a list for rotation")
     max_package_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="largest package a node or the dashboard accepts")
+    ca_file: str | None = Field(
+        None, description="CA certificate that signed the dashboard's HTTPS certificate, for package downloads; null = the system's CAs"
+    )
 
     @field_validator("trusted_public_keys")
     @classmethod

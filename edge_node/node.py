@@ -66,6 +66,8 @@ def check_secrets(confs: Confs, secrets: Secrets) -> list[str]:
         )
     if confs.mqtt.tls and not confs.mqtt.ca_file:
         problems.append("mqtt.ca_file: tls is on but no CA certificate is given")
+    if confs.ota.ca_file and not Path(confs.ota.ca_file).is_file():
+        problems.append(f"ota.ca_file: {confs.ota.ca_file} does not exist")
     if not confs.ota.trusted_public_keys:
         problems.append("ota.trusted_public_keys: empty, so every model package would be refused")
     return problems
@@ -107,7 +109,7 @@ class EdgeNode:
         self.ota = OtaAgent(
             self.store, self.holder, self._load_classifier, self.channels.publish_update, self.device_id, store_root.parent / "ota",
             secrets.http_token, confs.ota.max_package_bytes, publish_warning=self.channels.publish_ota_warning,
-            package_origin=confs.dashboard.public_url,
+            package_origin=confs.dashboard.public_url, ca_file=confs.ota.ca_file,
         )
         self.sources = self._build_sources(secrets)
         self.channels.bind(self.link, self.warner, self.ota, self._publish_life, self.outbox)

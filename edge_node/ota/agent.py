@@ -47,6 +47,7 @@ class OtaAgent:
         publish_warning: PublishWarning | None = None,
         downloader: PackageDownloader | None = None,
         package_origin: str | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self._store = store
         self._holder = holder
@@ -58,7 +59,10 @@ class OtaAgent:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._max_package_bytes = max_package_bytes
         # The token goes only to package_origin (the dashboard), and no other host is ever contacted.
-        self._downloader = downloader or PackageDownloader(self.work_dir / "downloads", http_token, origin=package_origin)
+        # ca_file: the site's own CA, so an https dashboard with a certificate the site signed is trusted.
+        self._downloader = downloader or PackageDownloader(
+            self.work_dir / "downloads", http_token, origin=package_origin, ca_file=ca_file
+        )
         self._journal = CommandJournal(self.work_dir / "ota_journal.json")
         self._queue: queue.Queue[Any] = queue.Queue()
         self._cancel = threading.Event()
