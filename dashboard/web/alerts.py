@@ -22,7 +22,7 @@ def index() -> Any:
     """Alerts, open first by default."""
     form = AlertFilterForm(request.args)
     state = form.state.data if form.state.data in ("open", "acknowledged", "all") else "open"
-    with get_db().session() as session:
+    with get_db().session(readonly=True) as session:
         rows = queries.alerts(session, state)
     return render_template("alerts.html", alerts=rows, form=form, action_form=ActionForm())
 

@@ -23,7 +23,7 @@ def index() -> Any:
     actor = (form.actor.data or "").strip() if not form.actor.errors else ""
     action = (form.action.data or "").strip() if not form.action.errors else ""
     before = db_int(request.args.get("before"))
-    with get_db().session() as session:
+    with get_db().session(readonly=True) as session:
         entries = queries.audit_entries(session, actor or None, action or None, before, PER_PAGE + 1)
     next_before = entries[PER_PAGE - 1].id if len(entries) > PER_PAGE else None
     filter_args = {k: v for k, v in (("actor", actor), ("action", action)) if v}

@@ -37,7 +37,7 @@ def fleet_summary(nodes: Sequence[queries.NodeRow], open_alerts: int) -> dict[st
 def index() -> Any:
     """The fleet table with summary cards; the table then updates itself over /stream/fleet."""
     limit = offline_after_s()
-    with get_db().session() as session:
+    with get_db().session(readonly=True) as session:
         nodes = queries.fleet_rows(session, utc_now(), limit)
         open_alerts = queries.open_alert_count(session)
     return render_template("fleet.html", nodes=nodes, summary=fleet_summary(nodes, open_alerts), offline_after_s=limit)

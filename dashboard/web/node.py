@@ -30,7 +30,7 @@ def detail(device_id: str) -> Any:
     now = utc_now()
     since, until = _aware(form.since.data), _aware(form.until.data)
     choice = request.args.get("range")
-    with get_db().session() as session:
+    with get_db().session(readonly=True) as session:
         device = session.get(Device, device_id)
         if device is None:
             abort(404)

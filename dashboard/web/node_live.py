@@ -31,7 +31,7 @@ def _epoch(name: str) -> datetime | None:
 def series(device_id: str) -> Response:
     """Chart data of [start, end] (epoch seconds), or of the range that fits the data when they are absent."""
     start, end = _epoch("start"), _epoch("end")
-    with get_db().session() as session:
+    with get_db().session(readonly=True) as session:
         if session.get(Device, device_id) is None:
             abort(404)
         if start is None or end is None or not start < end or (end - start).total_seconds() > MAX_SPAN_S:
@@ -49,14 +49,14 @@ def telemetry_event(row: Telemetry) -> dict[str, Any]:
 def stream(device_id: str) -> Response:
     """`node` events when anything shown about the node changes (silence included), `telemetry` per new sample."""
     db, limit = get_db(), offline_after_s()
-    with db.session() as session:
+    with db.session(readonly=True) as session:
         if session.get(Device, device_id) is None:
             abort(404)
         last = session.scalar(select(Telemetry.id).where(Telemetry.device_id == device_id).order_by(Telemetry.id.desc()))
     cursor: dict[str, Any] = {"last_id": last or 0, "shown": None}
 
     def poll() -> list[str]:
-        with db.session() as session:
+        with db.session(readonly=True) as session:
             device = session.get(Device, device_id)
             if device is None:
                 return []

@@ -33,7 +33,7 @@ def _max_bytes() -> int:
 @bp.route("/models")
 def index() -> Any:
     """Every release, newest first, with an upload form for admins."""
-    with get_db().session() as session:
+    with get_db().session(readonly=True) as session:
         releases = session.scalars(select(ModelRelease).order_by(ModelRelease.uploaded_at.desc(), ModelRelease.id.desc())).all()
     return render_template(
         "releases.html", releases=releases, upload_form=UploadForm(), max_mb=_max_bytes() // (1024 * 1024)
@@ -43,7 +43,7 @@ def index() -> Any:
 @bp.route("/models/<int:release_id>")
 def detail(release_id: int) -> Any:
     """One release: package facts, metrics and its confusion matrix as a heat map."""
-    with get_db().session() as session:
+    with get_db().session(readonly=True) as session:
         release = session.get(ModelRelease, release_id)
         if release is None:
             abort(404)

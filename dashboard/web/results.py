@@ -68,7 +68,7 @@ def index() -> Any:
     if per_page != 50:
         filter_args["per_page"] = str(per_page)
     cursor = queries.Cursor.decode(request.args.get("after"))
-    with get_db().session() as session:
+    with get_db().session(readonly=True) as session:
         page = queries.results_page(session, filters, cursor, per_page)
     return render_template(
         "results.html", form=form, page=page, cursor=cursor, filter_args=filter_args, per_page=per_page
@@ -104,7 +104,7 @@ def export_csv() -> Response:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
-        with db.session() as session:
+        with db.session(readonly=True) as session:
             for count, row in enumerate(queries.iter_results(session, filters), start=1):
                 writer.writerow(_csv_row(row))
                 if count % 500 == 0:

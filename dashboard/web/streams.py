@@ -112,7 +112,7 @@ def fleet() -> Response:
     shown: dict[str, dict[str, Any]] = {}
 
     def poll() -> list[str]:
-        with db.session() as session:
+        with db.session(readonly=True) as session:
             rows = queries.fleet_rows(session, utc_now(), limit)
             summary = fleet_summary(rows, queries.open_alert_count(session))
         frames = []
@@ -135,12 +135,12 @@ def results() -> Response:
     _, filters, _ = parse_filters(request.args)
     db = get_db()
     resume = db_int(request.headers.get("Last-Event-ID"))
-    with db.session() as session:
+    with db.session(readonly=True) as session:
         start = resume if resume is not None and resume >= 0 else queries.latest_result_id(session)
     cursor = {"last_id": start}
 
     def poll() -> list[str]:
-        with db.session() as session:
+        with db.session(readonly=True) as session:
             rows = queries.results_newer_than(session, filters, cursor["last_id"])
         frames = []
         for row in rows:
