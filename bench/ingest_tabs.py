@@ -7,7 +7,6 @@ Ends with one JSON line; the figure of merit is the ratio (1.0 = tabs cost inges
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -25,11 +24,8 @@ from contracts.confs import Confs  # noqa: E402
 
 TABS = 20
 MESSAGES = 20_000
-_spec = importlib.util.spec_from_file_location("bench_ingest", REPO / "bench" / "ingest.py")
-assert _spec is not None and _spec.loader is not None
-bench_ingest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_ingest)
-
+sys.path.insert(0, str(REPO / "bench"))
+import ingest as bench_ingest  # noqa: E402  (by its own name, so spawned ingest workers can import it too)
 
 def open_tabs(db_path: Path, count: int, stop: threading.Event) -> list[threading.Thread]:
     """count signed-in clients of the web app, each reading one live stream until stop."""
