@@ -188,8 +188,12 @@ def upload_release() -> tuple[Response, int]:
                     confs.ota.max_package_bytes, _actor(), request.remote_addr,
                 )
             except releases.ReleaseError as exc:
-                raise BadRequest(str(exc)) from None
-            return jsonify(releases.to_dict(release, current_app.config["PUBLIC_URL"])), 201
+                refused = str(exc)
+            else:
+                return jsonify(releases.to_dict(release, current_app.config["PUBLIC_URL"])), 201
+        with get_db().session() as session:  # its own transaction: the refused one may have been rolled back
+            releases.record_refusal(session, _actor(), upload.filename or "upload", refused, request.remote_addr)
+        raise BadRequest(refused)
 
 
 @api.get("/rollouts")

@@ -30,6 +30,11 @@ def package_filename(name: str, version: str) -> str:
     return f"{name}-{version}.tar.gz"
 
 
+def record_refusal(session: Session, actor: str, name: str, reason: str, remote_addr: str | None = None) -> None:
+    """Audit an upload that failed verification (who tried what, and why it was refused)."""
+    audit.record(session, actor, "release.refused", name[:200], {"reason": reason[:1000]}, remote_addr)
+
+
 def register_package(
     session: Session,
     source: Path,

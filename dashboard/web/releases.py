@@ -105,5 +105,9 @@ def register_upload(path: Path, original_name: str) -> ModelRelease | str:
             )
         except releases_service.ReleaseError as exc:
             logger.warning("upload of %r refused: %s", original_name, exc)
-            return str(exc)
-    return release
+            refused = str(exc)
+        else:
+            return release
+    with get_db().session() as session:  # its own transaction: the refused one may have been rolled back
+        releases_service.record_refusal(session, current_user.username, original_name, refused, request.remote_addr)
+    return refused

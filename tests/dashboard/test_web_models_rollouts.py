@@ -73,6 +73,8 @@ def test_package_signed_by_an_untrusted_key_is_refused(admin: FlaskClient, db: D
     assert "Upload refused" in html and "signature" in html
     with db.session() as session:
         assert session.query(ModelRelease).count() == 0
+        refused = session.query(AuditLog).filter_by(action="release.refused", actor="alice").one()
+        assert "signature" in refused.details["reason"]
 
 
 def _tar(members: dict[str, bytes]) -> bytes:
