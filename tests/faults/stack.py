@@ -138,15 +138,21 @@ class FaultStack:
 
     # ingest ----------------------------------------------------------------------------------
 
-    def start_ingest(self, timeout: float = 60.0) -> None:
-        """Start `python -m dashboard.ingest` and wait until it has subscribed (its ONLINE status)."""
+    def use_public_url(self, url: str) -> None:
+        """Point the dashboard's public_url (where nodes download packages) at url for the next ingest start."""
+        raw = json.loads(self.ingest_confs.read_text())
+        raw["dashboard"]["public_url"] = url
+        self.ingest_confs.write_text(json.dumps(raw, indent=2))
+
+    def start_ingest(self, timeout: float = 60.0, engine: bool = False) -> None:
+        """Start `python -m dashboard.ingest` (with the rollout engine if asked) and wait until it has subscribed."""
         seen = len(self.watch.messages)
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY")}
         env["MQTT_PASSWORD"] = self.broker.credentials[self.broker.dashboard_user]
         with self.ingest_log.open("ab") as log:
             self.ingest = subprocess.Popen(
-                [sys.executable, "-m", "dashboard.ingest", "--confs", str(self.ingest_confs), "--no-engine",
-                 "--flush-ms", "50"],
+                [sys.executable, "-m", "dashboard.ingest", "--confs", str(self.ingest_confs),
+                 *([] if engine else ["--no-engine"]), "--flush-ms", "50"],
                 cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             )
         app_topic = self.broker.app_topic()
