@@ -16,6 +16,7 @@ import pytest
 from broker_harness import BrokerHandle, free_port
 from browser.stack import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO, SIM_DEVICES, Stack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from support.sinks import MailSink, WebhookSink, smtp_sink, webhook_sink
 from support.tiny_package import make_tiny_package
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -47,7 +48,15 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(scope="module")
-def stack(chromium_path: str, broker_factory_module: Callable[..., BrokerHandle], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def notify_sinks() -> Iterator[tuple[MailSink, WebhookSink]]:
+    """A local SMTP sink and webhook receiver the stack's dashboard sends its alerts to."""
+    with smtp_sink() as mail, webhook_sink() as hook:
+        yield mail, hook
+
+
+@pytest.fixture(scope="module")
+def stack(chromium_path: str, broker_factory_module: Callable[..., BrokerHandle], tmp_path_factory: pytest.TempPathFactory,
+          notify_sinks: tuple[MailSink, WebhookSink]) -> Iterator[Stack]:
     """Broker with three simulated devices, ingest as a subprocess, the web app in a server thread, the fleet."""
     from dashboard import create_app
     from dashboard.migrations import upgrade_database
@@ -66,6 +75,9 @@ def stack(chromium_path: str, broker_factory_module: Callable[..., BrokerHandle]
     raw["dashboard"].update(
         database_url=f"sqlite:///{root / 'dashboard.db'}", secret_key_file=str(root / "secret_key"),
         package_dir=str(root / "packages"), public_url=f"http://127.0.0.1:{web_port}", offline_after_s=10.0,
+        alerts={"evaluate_every_s": 1.0},
+        notify={"smtp_host": "127.0.0.1", "smtp_port": notify_sinks[0].port, "email_to": ["lab-admins@hospital.test"],
+                "webhook_url": notify_sinks[1].url, "retry_after_s": 1.0},
     )
     raw["ota"]["trusted_public_keys"] = [public_key_text(key)]
     confs_path = root / "confs.json"

@@ -50,9 +50,9 @@ def test_node_page_shows_charts_results_and_range_choice(page, stack: Stack) -> 
     sign_in(page, stack, stack.admin)
     page.click('a[href="/nodes/sim-0002"]')
     page.wait_for_url("**/nodes/sim-0002")
-    wait_for(lambda: (page.reload(), page.locator("svg.chart polyline.series").count())[1] >= 3, 30,
-             "telemetry lines on the node's charts", every=1.0)
-    assert page.locator("svg.chart").count() == 5
+    wait_for(lambda: int(page.get_attribute("#node-charts", "data-drawn") or 0) >= 3, 30,
+             "telemetry on the node's charts", every=0.5)
+    assert page.locator("#node-charts .uplot").count() == 6
     page.click('.range-tabs a:text-is("1 h")')
     page.wait_for_url("**range=1h")
     assert page.locator(".range-tabs a.active").inner_text() == "1 h"

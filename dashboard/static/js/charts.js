@@ -53,7 +53,7 @@
                 y: { range: function (u, min, max) { return [0, field.max || Math.max(1, (max || 1) * 1.15)]; } } },
       series: [{ label: "Time (" + zoneName() + ")", value: function (u, ts) { return ts === null ? "—" : stamp(ts); } },
                { label: field.title + " (" + field.unit + ")", stroke: "#1f6fd1", fill: "rgba(31,111,209,.08)", width: 1.5,
-                 spanGaps: false, points: { show: false } }],
+                 spanGaps: false, points: { size: 4 } }],
       axes: [{ label: zoneName() }, { size: 48 }],
       legend: { show: true, live: true }
     };
