@@ -153,10 +153,11 @@ class OpenVinoClassifier(ClassifierBase):
         probs, scores = [], []
         with self._lock:
             for chunk in chunks:
-                outputs = self._request.infer({0: chunk})
-                probs.append(np.array(outputs[self._compiled.outputs[self._prob_index]], dtype=np.float32))
+                # Shared buffers: no copy of the input in, outputs copied out once (they are reused next call).
+                self._request.infer({0: chunk}, share_inputs=True, share_outputs=True)
+                probs.append(np.array(self._request.get_output_tensor(self._prob_index).data, dtype=np.float32))
                 if self._ood_index is not None:
-                    scores.append(np.array(outputs[self._compiled.outputs[self._ood_index]], dtype=np.float32))
+                    scores.append(np.array(self._request.get_output_tensor(self._ood_index).data, dtype=np.float32))
         probabilities = np.concatenate(probs).reshape(len(batch), len(self.classes))
         ood = np.concatenate([s.reshape(-1) for s in scores]) if scores else None
         return RawOutputs(probabilities, ood)
