@@ -19,7 +19,7 @@ from trainer.baseline import ColourBaseline
 from trainer.data import ScannedDataset, scan_dataset
 from trainer.errors import TrainerError
 from trainer.metrics import classification_report
-from trainer.ov_classifier import OpenVinoClassifier
+from trainer.runtimes import openvino_runner
 from trainer.robustness import robustness_table
 from trainer.split import SplitIndex
 
@@ -103,11 +103,15 @@ def evaluate_package(
         dataset = scan_dataset(data_dir, image_size=size, min_classes=1)
         labels = _labels_for(dataset, manifest)
         chosen = select(dataset) if select else np.arange(len(labels))
-        classifier = OpenVinoClassifier(Path(tmp) / "pkg" / manifest.model_xml, hint="LATENCY")
+        infer = openvino_runner(Path(tmp) / "pkg" / manifest.model_xml, "f32")
         start = time.perf_counter()
-        probs = classifier.predict(dataset.images[chosen], parallel=False)
+        raw = infer(dataset.images[chosen])
         ms = (time.perf_counter() - start) * 1000 / max(len(chosen), 1)
-    result = classification_report(labels[chosen], probs, list(manifest.classes))
+    result = classification_report(labels[chosen], raw.probabilities, list(manifest.classes))
+    if manifest.ood is not None and raw.ood_scores is not None:
+        flagged = raw.ood_scores > manifest.ood.threshold
+        result["out_of_distribution"] = {"flagged": int(flagged.sum()), "share": float(flagged.mean()) if len(flagged) else 0.0,
+                                         "threshold": manifest.ood.threshold}
     result["ms_per_image"] = ms
     result["package"] = {"name": manifest.name, "version": manifest.version}
     result["skipped"] = [{"path": str(s.path), "reason": s.reason} for s in dataset.skipped]

@@ -13,7 +13,7 @@ from contracts.selftest import RawOutputs
 from trainer.augment import Augmenter, mask_scale_bar
 from trainer.data import ScannedDataset
 from trainer.ood import MahalanobisFit, feature_model, fit_mahalanobis, predict_features, with_threshold
-from trainer.ood_sets import ood_sets
+from trainer.ood_sets import LABELLED_SETS, base_indices, ood_sets
 from trainer.robustness import SHIFTS, shifted
 from trainer.split import SplitIndex
 
@@ -70,7 +70,16 @@ def evaluate_ood(
     accuracy_kept = float((clean.probabilities[kept].argmax(1) == labels[kept]).mean()) if kept.any() else 0.0
     shifts = {name: flag_rate(infer, shifted(images, shift), threshold) for name, shift in SHIFTS.items()}
     sets = ood_sets(np.stack([mask_scale_bar(img) for img in images]) if len(images) else images, seed=seed)
-    per_set = {name: {"n": len(batch), "flagged": flag_rate(infer, batch, threshold)} for name, batch in sets.items()}
+    per_set: dict[str, dict[str, Any]] = {}
+    base_labels = labels[base_indices(len(images), seed)]
+    for name, batch in sets.items():
+        out = infer(batch)
+        flagged = np.asarray(out.ood_scores) > threshold
+        per_set[name] = {"n": len(batch), "flagged": float(flagged.mean())}
+        if name in LABELLED_SETS:
+            right = out.probabilities.argmax(1) == base_labels[: len(batch)]
+            # What matters for safety: a wrong answer that is not flagged reads as a diagnosis.
+            per_set[name].update(accuracy=float(right.mean()), unflagged_wrong=int((~flagged & ~right).sum()))
     return {
         "in_distribution_test_flag_rate": float(flagged.mean()) if len(flagged) else 0.0,
         "test_accuracy_of_unflagged": accuracy_kept,
@@ -89,10 +98,14 @@ def ood_lines(info: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
         f"- test images flagged: {100 * evaluation['in_distribution_test_flag_rate']:.1f}% (target at most 2%)",
         f"- accuracy on the test images not flagged: {100 * evaluation['test_accuracy_of_unflagged']:.2f}%",
         "",
-        "| OOD set | images | flagged |",
-        "|---|---:|---:|",
+        "| OOD set | images | flagged | CNN accuracy (sets made from labelled fields) | wrong and not flagged |",
+        "|---|---:|---:|---:|---:|",
     ]
-    lines += [f"| {name} | {v['n']} | {100 * v['flagged']:.1f}% |" for name, v in evaluation["sets"].items()]
+    lines += [
+        f"| {name} | {v['n']} | {100 * v['flagged']:.1f}% | "
+        + (f"{100 * v['accuracy']:.1f}% | {v['unflagged_wrong']} |" if "accuracy" in v else "| |")
+        for name, v in evaluation["sets"].items()
+    ]
     lines += ["", "| shift of test images (should mostly pass) | flagged |", "|---|---:|"]
     lines += [f"| {name} | {100 * rate:.1f}% |" for name, rate in evaluation["shift_flag_rates"].items()]
     return lines

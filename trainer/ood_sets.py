@@ -100,6 +100,15 @@ def _each(fields: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndar
     return np.stack([fn(f) for f in fields])
 
 
+# Sets made by changing whole fields, image for image: the field's label still says what the cell is.
+LABELLED_SETS = ("over-exposed", "blurred", "hue +90", "stain x2.5 (HED)")
+
+
+def base_indices(n_fields: int, seed: int = 0, n: int = 40) -> np.ndarray:
+    """Which fields the LABELLED_SETS are made from, in order."""
+    return np.random.default_rng(seed).permutation(n_fields)[: 4 * n][:n]
+
+
 def ood_sets(fields: np.ndarray, seed: int = 0, n: int = 40) -> dict[str, np.ndarray]:
     """Every OOD evaluation set, built from held-out in-distribution fields (N×S×S×3) and bundled samples."""
     size = fields.shape[1]

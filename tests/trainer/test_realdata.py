@@ -9,7 +9,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_DATA = REPO.parent / "shared" / "datasets" / "all-aria"
-RELEASED = REPO / "models" / "all-small-cnn-1.0.0.tar.gz"
+
+
+def _newest_release() -> Path:
+    from contracts.model_package import version_key
+
+    found = [(version_key(p.name[:-7].rsplit("-", 1)[-1]), p) for p in (REPO / "models").glob("*-*.*.*.tar.gz")]
+    return max(found)[1] if found else REPO / "models" / "missing.tar.gz"
+
+
+RELEASED = _newest_release()
 
 pytestmark = [
     pytest.mark.realdata,
@@ -38,6 +47,19 @@ def test_released_package_meets_the_targets_on_the_block_test_split(cli) -> None
     assert metrics["n_images"] > 300
     assert metrics["accuracy"] >= 0.99
     assert metrics["per_class"]["Benign"]["recall"] >= 0.97
+    if "out_of_distribution" in metrics:  # format-2 releases carry a detector: few in-distribution images flagged
+        assert metrics["out_of_distribution"]["share"] <= 0.02
+
+
+@pytest.mark.skipif(not RELEASED.is_file(), reason=f"no released package at {RELEASED}")
+def test_released_report_carries_cross_validation_and_ood_figures() -> None:
+    metrics = json.loads((RELEASED.parent / RELEASED.name.replace(".tar.gz", "") / "manifest.json").read_text())["metrics"]
+    if "cross_validation" not in metrics:
+        pytest.skip(f"{RELEASED.name} predates cross-validated releases")
+    cv = metrics["cross_validation"]
+    assert cv["complete"] and cv["folds"] >= 5
+    assert cv["overall"]["cnn"]["accuracy"]["mean"] > cv["overall"]["colour_baseline"]["accuracy"]["mean"]
+    assert set(metrics["ood"]["sets"]) >= {"natural images", "zoomed cells (4x)", "black", "blank fields"}
 
 
 @pytest.mark.skipif(not RELEASED.is_file(), reason=f"no released package at {RELEASED}")
