@@ -6,6 +6,8 @@ from typing import Any
 
 _Q = lambda name, kind="string", fmt=None: {"name": name, "in": "query", "required": False,  # noqa: E731
                                             "schema": {"type": kind, **({"format": fmt} if fmt else {})}}
+_SINCE = {**_Q("since", fmt="date-time"), "description": "included: rows at or after this time (with a zone)"}
+_UNTIL = {**_Q("until", fmt="date-time"), "description": "excluded: rows before this time (with a zone), as on the pages"}
 _ID = lambda name, kind="integer": {"name": name, "in": "path", "required": True, "schema": {"type": kind}}  # noqa: E731
 _OK = {"200": {"description": "OK"}, "401": {"description": "missing or invalid token"}}
 _ADMIN = {**_OK, "400": {"description": "invalid request"}, "403": {"description": "needs an admin token"}}
@@ -49,10 +51,10 @@ def openapi_document() -> dict[str, Any]:
         "/devices": {"get": _op("List nodes", [_Q("zone")])},
         "/devices/{device_id}": {"get": _op("One node", [_ID("device_id", "string")])},
         "/devices/{device_id}/telemetry": {"get": _op("Telemetry series", [
-            _ID("device_id", "string"), _Q("since", fmt="date-time"), _Q("until", fmt="date-time"), _Q("max_points", "integer")])},
+            _ID("device_id", "string"), _SINCE, _UNTIL, _Q("max_points", "integer")])},
         "/results": {"get": _op("Classification results", [
             _Q("device"), _Q("label"), _Q("min_confidence", "number"), _Q("max_confidence", "number"),
-            _Q("since", fmt="date-time"), _Q("until", fmt="date-time"), _Q("uncertain", "boolean"),
+            _SINCE, _UNTIL, _Q("uncertain", "boolean"),
             _Q("out_of_distribution", "boolean"), _Q("page", "integer"), _Q("per_page", "integer")],
             responses=_results_responses())},
         "/alerts": {"get": _op("Alerts", [_Q("open", "boolean")])},

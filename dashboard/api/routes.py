@@ -13,8 +13,11 @@ from dashboard.api import api_blueprint as api
 from dashboard.api.openapi import openapi_document
 from dashboard.db import get_db
 from dashboard.limits import MAX_ID, db_int
-from dashboard.models import Device, Rollout, utcnow
-from dashboard.services import alerts, devices, releases, results, rollouts, telemetry
+from dashboard.models import Device, utcnow
+from dashboard.reads import fleet, history, nodes
+from dashboard.reads import rollouts as rollout_reads
+from dashboard.reads.results import ResultFilter, numbered_page
+from dashboard.services import alerts, releases, results, rollouts, telemetry
 from dashboard.services.auth import api_auth
 
 
@@ -58,7 +61,7 @@ def _number(name: str, kind: type = float, default: Any = None) -> Any:
         raise BadRequest(f"{name} must be a {kind.__name__}") from None
 
 
-def _device_dict(entry: devices.FleetEntry) -> dict[str, Any]:
+def _device_dict(entry: fleet.FleetEntry) -> dict[str, Any]:
     d: Device = entry.device
     return {
         "id": d.id, "location": d.location, "zone": d.zone, "state": d.state, "online": entry.online, "stale": entry.stale,
@@ -84,7 +87,7 @@ def openapi() -> Response:
 def list_devices() -> Response:
     """Every node with its latest state."""
     with get_db().session(readonly=True) as session:
-        entries = devices.fleet(session, current_app.config["OFFLINE_AFTER_S"], request.args.get("zone") or None)
+        entries = fleet.fleet(session, current_app.config["OFFLINE_AFTER_S"], request.args.get("zone") or None)
         return jsonify(devices=[_device_dict(e) for e in entries])
 
 
@@ -93,22 +96,21 @@ def list_devices() -> Response:
 def get_device(device_id: str) -> Response | tuple[Response, int]:
     """One node."""
     with get_db().session(readonly=True) as session:
-        device = devices.get_device(session, device_id)
+        device = fleet.get_device(session, device_id)
         if device is None:
             return jsonify(error="not_found", message="no such device"), 404
-        stale = devices.is_stale(device, current_app.config["OFFLINE_AFTER_S"])
-        return jsonify(_device_dict(devices.FleetEntry(device, device.state == "ONLINE" and not stale, stale)))
+        return jsonify(_device_dict(fleet.fleet_entry(device, current_app.config["OFFLINE_AFTER_S"])))
 
 
 @api.get("/devices/<device_id>/telemetry")
 @api_auth()
 def device_telemetry(device_id: str) -> Response:
-    """A node's telemetry over [since, until) (default: the last 24 hours)."""
+    """A node's telemetry over [since, until), the end excluded as everywhere (default: the last 24 hours)."""
     until = _when("until") or utcnow()
     since = _when("since") or until - timedelta(hours=24)
     max_points = max(1, min(5000, _number("max_points", int, 500)))
     with get_db().session(readonly=True) as session:
-        rows = telemetry.series(session, device_id, since, until, max_points)
+        rows = nodes.telemetry_series(session, device_id, since, until, max_points)
         return jsonify(device=device_id, since=since.isoformat(), until=until.isoformat(),
                        points=[telemetry.to_dict(r) for r in rows])
 
@@ -116,11 +118,11 @@ def device_telemetry(device_id: str) -> Response:
 @api.get("/results")
 @api_auth()
 def list_results() -> Response:
-    """Classification results, newest first, filtered and paginated."""
+    """Classification results, newest first, filtered (since included, until excluded) and paginated."""
     uncertain, ood = request.args.get("uncertain"), request.args.get("out_of_distribution")
     if uncertain not in (None, "", "true", "false") or ood not in (None, "", "true", "false"):
         raise BadRequest("uncertain and out_of_distribution must be true or false")
-    f = results.ResultFilter(
+    f = ResultFilter(
         device=request.args.get("device") or None, label=request.args.get("label") or None,
         min_confidence=_number("min_confidence"), max_confidence=_number("max_confidence"),
         since=_when("since"), until=_when("until"), uncertain=None if not uncertain else uncertain == "true",
@@ -131,7 +133,7 @@ def list_results() -> Response:
         raise BadRequest(f"page must be at most {MAX_PAGE}")
     per_page = _number("per_page", int, 50)
     with get_db().session(readonly=True) as session:
-        found = results.query_results(session, f, page, per_page)
+        found = numbered_page(session, f, page, per_page)
         return jsonify(page=found.page, per_page=found.per_page, has_next=found.has_next,
                        results=[results.to_dict(r) for r in found.items])
 
@@ -141,7 +143,7 @@ def list_results() -> Response:
 def list_alerts() -> Response:
     """Alerts, newest first (open=true for unresolved, unacknowledged ones)."""
     with get_db().session(readonly=True) as session:
-        rows = alerts.list_alerts(session, open_only=request.args.get("open") == "true")
+        rows = history.open_alerts(session) if request.args.get("open") == "true" else history.alerts(session, "all")
         return jsonify(alerts=[{
             "id": a.id, "device": a.device_id, "kind": a.kind, "severity": a.severity, "message": a.message,
             "created_at": a.created_at.isoformat(), "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None,
@@ -167,7 +169,7 @@ def acknowledge_alert(alert_id: int) -> Response | tuple[Response, int]:
 def list_releases() -> Response:
     """Registered model releases with metrics and confusion matrices."""
     with get_db().session(readonly=True) as session:
-        return jsonify(releases=[releases.to_dict(r, current_app.config["PUBLIC_URL"]) for r in releases.list_releases(session)])
+        return jsonify(releases=[releases.to_dict(r, current_app.config["PUBLIC_URL"]) for r in rollout_reads.releases_by_version(session)])
 
 
 @api.post("/releases")
@@ -201,7 +203,7 @@ def upload_release() -> tuple[Response, int]:
 def list_rollouts() -> Response:
     """Rollouts, newest first, with per-node states."""
     with get_db().session(readonly=True) as session:
-        return jsonify(rollouts=[rollouts.to_dict(r) for r in rollouts.list_rollouts(session)])
+        return jsonify(rollouts=[rollouts.to_dict(r) for r in rollout_reads.list_rollouts(session, 100)])
 
 
 @api.get("/rollouts/<int:rollout_id>")
@@ -209,7 +211,7 @@ def list_rollouts() -> Response:
 def get_rollout(rollout_id: int) -> Response | tuple[Response, int]:
     """One rollout with per-node states."""
     with get_db().session(readonly=True) as session:
-        rollout = session.get(Rollout, rollout_id)
+        rollout = rollout_reads.get_rollout(session, rollout_id)
         if rollout is None:
             return jsonify(error="not_found", message="no such rollout"), 404
         return jsonify(rollouts.to_dict(rollout))

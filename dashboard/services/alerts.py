@@ -212,11 +212,3 @@ def acknowledge(session: Session, alert_id: int, actor: str, remote_addr: str | 
         alert.acknowledged_by, alert.acknowledged_at = actor, utcnow()
         audit.record(session, actor, "alert.acknowledge", f"alert {alert_id}", {"kind": alert.kind}, remote_addr)
     return alert
-
-
-def list_alerts(session: Session, open_only: bool = False, limit: int = 200) -> list[Alert]:
-    """Alerts newest first; open ones only if asked (unresolved and unacknowledged)."""
-    query = select(Alert)
-    if open_only:
-        query = query.where(Alert.resolved_at.is_(None), Alert.acknowledged_at.is_(None))
-    return list(session.scalars(query.order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit)))

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contracts.model_package import PackageError, parse_public_key, read_manifest, sha256_file, version_key
+from contracts.model_package import PackageError, parse_public_key, read_manifest, sha256_file
 from contracts.release_metrics import ReleaseMetrics
 from dashboard.models import ModelRelease
 from dashboard.services import audit
@@ -80,12 +80,6 @@ def register_package(
                  {"release_id": release.id, "sha256": digest, "size": size}, remote_addr)
     logger.info("registered %s %s (%d bytes) as release %d", release.name, release.version, size, release.id)
     return release
-
-
-def list_releases(session: Session) -> list[ModelRelease]:
-    """Releases, newest version first."""
-    releases = list(session.scalars(select(ModelRelease)))
-    return sorted(releases, key=lambda r: (r.name, version_key(r.version)), reverse=True)
 
 
 def to_dict(release: ModelRelease, public_url: str | None = None) -> dict[str, Any]:

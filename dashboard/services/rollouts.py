@@ -161,11 +161,6 @@ def failures(rollout: Rollout) -> int:
     return sum(t.state in FAILED for t in rollout.targets) - rollout.failure_baseline
 
 
-def list_rollouts(session: Session, limit: int = 100) -> list[Rollout]:
-    """Rollouts, newest first."""
-    return list(session.scalars(select(Rollout).order_by(Rollout.id.desc()).limit(limit)))
-
-
 def to_dict(rollout: Rollout, with_targets: bool = True) -> dict[str, Any]:
     """A rollout as JSON-ready data, with its progress (counts, percent, phases, durations)."""
     figures = progress(rollout)

@@ -1,33 +1,12 @@
-"""Telemetry series of a node over a time range, thinned for charts."""
+"""How a telemetry row is shown in the API; the reads are in dashboard.reads.nodes."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from dashboard.models import Telemetry
 
 SERIES_FIELDS = ("cpu_percent", "memory_percent", "disk_percent", "temperature_c", "outbox_depth", "inference_ms_mean")
-
-
-def series(
-    session: Session, device_id: str, since: datetime, until: datetime, max_points: int = 500
-) -> list[Telemetry]:
-    """Telemetry rows in [since, until), oldest first, keeping at most max_points evenly spaced."""
-    rows = list(
-        session.scalars(
-            select(Telemetry)
-            .where(Telemetry.device_id == device_id, Telemetry.sent_at >= since, Telemetry.sent_at < until)
-            .order_by(Telemetry.sent_at)
-        )
-    )
-    if len(rows) <= max_points:
-        return rows
-    step = len(rows) / max_points
-    return [rows[int(i * step)] for i in range(max_points)]
 
 
 def to_dict(row: Telemetry) -> dict[str, Any]:

@@ -7,13 +7,13 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from pydantic import ValidationError
-from sqlalchemy import select
 from wtforms import BooleanField, FloatField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from contracts.alert_confs import SiteThresholds
 from dashboard.db import get_db
 from dashboard.models import ApiToken, User, utcnow
+from dashboard.reads.history import api_tokens
 from dashboard.services import alert_settings, audit, notify, tokens
 from dashboard.services.auth import role_required
 from dashboard.web.common import require_login
@@ -58,7 +58,7 @@ def _page(new_token: tuple[str, str] | None = None) -> Any:
     with get_db().session(readonly=True) as session:
         overrides = alert_settings.stored(session)
         sites = alert_settings.sites(session, confs.dashboard, confs.identity.location)
-        rows = session.execute(select(ApiToken, User).join(User).order_by(ApiToken.id.desc())).all()
+        rows = api_tokens(session)
     forms = []
     for site in sites:
         t = alert_settings.effective(confs.dashboard, site, overrides.get(site))

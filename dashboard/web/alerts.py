@@ -10,7 +10,7 @@ from dashboard.db import get_db
 from dashboard.models import Alert
 from dashboard.services import alerts as alerts_service
 from dashboard.services.auth import role_required
-from dashboard.web import queries
+from dashboard.reads import history
 from dashboard.web.common import require_login
 from dashboard.web.forms import ActionForm, AlertFilterForm
 
@@ -23,7 +23,7 @@ def index() -> Any:
     form = AlertFilterForm(request.args)
     state = form.state.data if form.state.data in ("open", "acknowledged", "all") else "open"
     with get_db().session(readonly=True) as session:
-        rows = queries.alerts(session, state)
+        rows = history.alerts(session, state)
     return render_template("alerts.html", alerts=rows, form=form, action_form=ActionForm())
 
 

@@ -7,7 +7,7 @@ from flask import Blueprint, render_template, request
 
 from dashboard.db import get_db
 from dashboard.limits import db_int
-from dashboard.web import queries
+from dashboard.reads.history import audit_entries
 from dashboard.web.common import require_login
 from dashboard.web.forms import AuditFilterForm
 
@@ -24,7 +24,7 @@ def index() -> Any:
     action = (form.action.data or "").strip() if not form.action.errors else ""
     before = db_int(request.args.get("before"))
     with get_db().session(readonly=True) as session:
-        entries = queries.audit_entries(session, actor or None, action or None, before, PER_PAGE + 1)
+        entries = audit_entries(session, actor or None, action or None, before, PER_PAGE + 1)
     next_before = entries[PER_PAGE - 1].id if len(entries) > PER_PAGE else None
     filter_args = {k: v for k, v in (("actor", actor), ("action", action)) if v}
     return render_template(

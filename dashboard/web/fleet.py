@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, render_template
 
 from dashboard.db import get_db
-from dashboard.web import queries
+from dashboard.reads import fleet as fleet_reads
 from dashboard.web.common import offline_after_s, require_login, utc_now
 
 bp = require_login(Blueprint("fleet", __name__))
@@ -27,7 +27,7 @@ def duration(seconds: float | None) -> str:
     return f"{minutes}m" if minutes else f"{s}s"
 
 
-def fleet_summary(nodes: Sequence[queries.NodeRow], open_alerts: int) -> dict[str, int]:
+def fleet_summary(nodes: Sequence[fleet_reads.NodeRow], open_alerts: int) -> dict[str, int]:
     """The summary tiles: the page and the live stream count the same way."""
     online = sum(1 for n in nodes if n.shown == "ONLINE")
     return {"total": len(nodes), "online": online, "offline": len(nodes) - online, "open_alerts": open_alerts}
@@ -38,6 +38,6 @@ def index() -> Any:
     """The fleet table with summary cards; the table then updates itself over /stream/fleet."""
     limit = offline_after_s()
     with get_db().session(readonly=True) as session:
-        nodes = queries.fleet_rows(session, utc_now(), limit)
-        open_alerts = queries.open_alert_count(session)
+        nodes = fleet_reads.fleet_rows(session, utc_now(), limit)
+        open_alerts = fleet_reads.open_alert_count(session)
     return render_template("fleet.html", nodes=nodes, summary=fleet_summary(nodes, open_alerts), offline_after_s=limit)

@@ -91,8 +91,8 @@ class ResultFilterForm(FlaskForm):
         choices=options(("", "Any"), ("yes", "Needs review only"), ("no", "In distribution only")), default="",
         validate_choice=False,
     )
-    since = DateTimeLocalField("From", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"], validators=[Optional()])
-    until = DateTimeLocalField("To", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"], validators=[Optional()])
+    since = DateTimeLocalField("From (UTC)", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"], validators=[Optional()])
+    until = DateTimeLocalField("To (UTC), excluded", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"], validators=[Optional()])
     per_page = SelectField("Per page", choices=PER_PAGE_CHOICES, coerce=int, default=50, validate_choice=False)
 
 

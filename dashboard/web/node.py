@@ -8,8 +8,8 @@ from flask import Blueprint, abort, render_template, request
 
 from dashboard.db import get_db
 from dashboard.models import Device
-from dashboard.services.chart_series import CHART_FIELDS, chart_data, chart_range
-from dashboard.web import queries
+from dashboard.reads.charts import CHART_FIELDS, chart_data, chart_range
+from dashboard.reads import fleet, nodes
 from dashboard.web.charts import Series, line_chart
 from dashboard.web.common import offline_after_s, require_login, utc_now
 from dashboard.web.forms import RangeForm
@@ -35,13 +35,13 @@ def detail(device_id: str) -> Any:
         if device is None:
             abort(404)
         start, end, range_key = chart_range(session, device_id, choice, since, until, now)
-        alerts = queries.open_alerts_by_device(session, device_id).get(device_id, (0, None))
-        node = queries.node_row(device, now, offline_after_s(), alerts)
+        alerts = fleet.open_alerts_by_device(session, device_id).get(device_id, (0, None))
+        node = fleet.node_row(device, now, offline_after_s(), alerts)
         data = chart_data(session, device_id, start, end)
-        results = queries.node_results(session, device_id)
-        warnings = queries.node_warnings(session, device_id)
-        ota = queries.node_rollout_targets(session, device_id)
-        updates = queries.node_updates(session, device_id)
+        results = nodes.node_results(session, device_id)
+        warnings = nodes.node_warnings(session, device_id)
+        ota = nodes.node_rollout_targets(session, device_id)
+        updates = nodes.node_updates(session, device_id)
     moments = [datetime.fromtimestamp(t, UTC) for t in data.times]
     charts = [
         (field, f"{title} ({unit})", line_chart(Series(title, unit, list(zip(moments, data.values[field])), top), start, end))

@@ -4,13 +4,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, request
-from sqlalchemy import select
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 from dashboard.db import get_db
 from dashboard.models import Device, Telemetry
-from dashboard.services.chart_series import CHART_FIELDS, chart_data, chart_range
-from dashboard.web import queries
+from dashboard.reads.charts import CHART_FIELDS, chart_data, chart_range
+from dashboard.reads import fleet, nodes
+from dashboard.reads.live import shared_reads
 from dashboard.web.common import offline_after_s, require_login, utc_now
 from dashboard.web.streams import _stream, sse
 
@@ -52,23 +52,32 @@ def stream(device_id: str) -> Response:
     with db.session(readonly=True) as session:
         if session.get(Device, device_id) is None:
             abort(404)
-        last = session.scalar(select(Telemetry.id).where(Telemetry.device_id == device_id).order_by(Telemetry.id.desc()))
-    cursor: dict[str, Any] = {"last_id": last or 0, "shown": None}
+        last = nodes.latest_telemetry_id(session, device_id)
+    cursor: dict[str, Any] = {"last_id": last, "shown": None}
+    shared = shared_reads(current_app)
 
-    def poll() -> list[str]:
+    def snapshot() -> tuple[dict[str, Any] | None, int]:
         with db.session(readonly=True) as session:
             device = session.get(Device, device_id)
             if device is None:
-                return []
-            alerts = queries.open_alerts_by_device(session, device_id).get(device_id, (0, None))
-            event = queries.node_row(device, utc_now(), limit, alerts).as_event()
-            rows = session.scalars(
-                select(Telemetry).where(Telemetry.device_id == device_id, Telemetry.id > cursor["last_id"])
-                .order_by(Telemetry.id).limit(200)
-            ).all()
-            samples = [telemetry_event(row) for row in rows]
+                return None, 0
+            alerts = fleet.open_alerts_by_device(session, device_id).get(device_id, (0, None))
+            return fleet.node_row(device, utc_now(), limit, alerts).as_event(), nodes.latest_telemetry_id(session, device_id)
+
+    def samples_after(last_id: int) -> list[tuple[int, dict[str, Any]]]:
+        with db.session(readonly=True) as session:
+            return [(row.id, telemetry_event(row)) for row in nodes.telemetry_after(session, device_id, last_id)]
+
+    def poll() -> list[str]:
+        event, newest = shared.get(("node", device_id, limit), snapshot)
+        if event is None:
+            return []
+        samples: list[dict[str, Any]] = []
+        if newest > cursor["last_id"]:
+            rows = shared.get(("telemetry", device_id, cursor["last_id"]), lambda: samples_after(cursor["last_id"]))
+            samples = [sample for _, sample in rows]
             if rows:
-                cursor["last_id"] = rows[-1].id
+                cursor["last_id"] = rows[-1][0]
         frames = []
         if event != cursor["shown"]:
             cursor["shown"] = event

@@ -8,11 +8,11 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from contracts.release_metrics import ReleaseMetrics
 from dashboard.db import get_db
 from dashboard.models import ModelRelease
+from dashboard.reads.rollouts import releases_by_upload
 from dashboard.services import releases as releases_service
 from dashboard.services.auth import role_required
 from dashboard.web.common import require_login
@@ -34,7 +34,7 @@ def _max_bytes() -> int:
 def index() -> Any:
     """Every release, newest first, with an upload form for admins."""
     with get_db().session(readonly=True) as session:
-        releases = session.scalars(select(ModelRelease).order_by(ModelRelease.uploaded_at.desc(), ModelRelease.id.desc())).all()
+        releases = releases_by_upload(session)
     return render_template(
         "releases.html", releases=releases, upload_form=UploadForm(), max_mb=_max_bytes() // (1024 * 1024)
     )

@@ -10,23 +10,16 @@ from typing import Any
 from flask import Blueprint, Response, render_template, request, stream_with_context
 
 from dashboard.db import get_db
-from dashboard.models import Classification
-from dashboard.services.results import ood_score_text, verdict
-from dashboard.web import queries
+from dashboard.reads.results import Cursor, ResultFilter, iter_results, results_page
+from dashboard.services.results import CSV_COLUMNS, csv_row
 from dashboard.web.common import require_login, utc_now
 from dashboard.web.forms import ResultFilterForm
 
 bp = require_login(Blueprint("results", __name__))
 
-CSV_COLUMNS = (
-    "id", "sent_at", "received_at", "device_id", "sample_id", "image_sha256", "verdict", "label", "confidence",
-    "uncertain", "out_of_distribution", "ood_score", "model_version", "inference_ms", "probabilities",
-)
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
-
-def parse_filters(args: Any) -> tuple[ResultFilterForm, queries.ResultFilter, dict[str, str]]:
-    """Validate query-string filters; invalid fields are reported on the form and ignored."""
+def parse_filters(args: Any) -> tuple[ResultFilterForm, ResultFilter, dict[str, str]]:
+    """Validate query-string filters (From/To in UTC, To excluded); invalid fields are reported on the form and ignored."""
     form = ResultFilterForm(args)
     form.validate()
 
@@ -36,8 +29,8 @@ def parse_filters(args: Any) -> tuple[ResultFilterForm, queries.ResultFilter, di
     uncertain = {"yes": True, "no": False}.get(ok(form.uncertain) or "")
     ood = {"yes": True, "no": False}.get(ok(form.ood) or "")
     since, until = ok(form.since), ok(form.until)
-    filters = queries.ResultFilter(
-        node=(ok(form.node) or "").strip() or None,
+    filters = ResultFilter(
+        device=(ok(form.node) or "").strip() or None,
         label=ok(form.label) or None,
         min_confidence=float(ok(form.min_confidence)) if ok(form.min_confidence) is not None else None,
         max_confidence=float(ok(form.max_confidence)) if ok(form.max_confidence) is not None else None,
@@ -67,31 +60,12 @@ def index() -> Any:
     per_page = per_page_of(form)
     if per_page != 50:
         filter_args["per_page"] = str(per_page)
-    cursor = queries.Cursor.decode(request.args.get("after"))
+    cursor = Cursor.decode(request.args.get("after"))
     with get_db().session(readonly=True) as session:
-        page = queries.results_page(session, filters, cursor, per_page)
+        page = results_page(session, filters, cursor, per_page)
     return render_template(
         "results.html", form=form, page=page, cursor=cursor, filter_args=filter_args, per_page=per_page
     )
-
-
-def csv_safe(value: Any) -> str:
-    """Text of a cell, quoted so spreadsheets never run it as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
-
-
-def _csv_row(row: Classification) -> list[str]:
-    values = {
-        "id": row.id, "sent_at": row.sent_at.isoformat(), "received_at": row.received_at.isoformat(),
-        "device_id": row.device_id, "sample_id": row.sample_id, "image_sha256": row.image_sha256,
-        "verdict": verdict(row), "label": row.label, "confidence": f"{row.confidence:.6f}",
-        "uncertain": "true" if row.uncertain else "false",
-        "out_of_distribution": "true" if row.out_of_distribution else "false", "ood_score": ood_score_text(row),
-        "model_version": row.model_version, "inference_ms": f"{row.inference_ms:.3f}",
-        "probabilities": ";".join(f"{k}={v:.6f}" for k, v in sorted(row.probabilities.items())),
-    }
-    return [csv_safe(values[column]) for column in CSV_COLUMNS]
 
 
 @bp.route("/results.csv")
@@ -105,8 +79,8 @@ def export_csv() -> Response:
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
         with db.session(readonly=True) as session:
-            for count, row in enumerate(queries.iter_results(session, filters), start=1):
-                writer.writerow(_csv_row(row))
+            for count, row in enumerate(iter_results(session, filters), start=1):
+                writer.writerow(csv_row(row))
                 if count % 500 == 0:
                     yield buffer.getvalue()
                     buffer.seek(0)

@@ -7,17 +7,16 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from dashboard.db import get_db
 from dashboard.limits import db_int
-from dashboard.models import ModelRelease, Rollout
+from dashboard.models import Rollout
 from dashboard.services import rollouts as engine
 from dashboard.services.rollout_phases import phase_name, progress
 from dashboard.services.rollout_states import ALLOWED
 from dashboard.services.auth import role_required
-from dashboard.web import queries
+from dashboard.reads import rollouts as rollout_reads
+from dashboard.reads.fleet import device_ids, zones
 from dashboard.web.common import require_login
 from dashboard.web.forms import ActionForm, RolloutForm, options
 
@@ -30,10 +29,7 @@ bp = require_login(Blueprint("rollouts", __name__))
 def index() -> Any:
     """Every rollout, newest first, with progress."""
     with get_db().session(readonly=True) as session:
-        rollouts = session.scalars(
-            select(Rollout).options(selectinload(Rollout.release), selectinload(Rollout.targets))
-            .order_by(Rollout.id.desc()).limit(200)
-        ).all()
+        rollouts = rollout_reads.list_rollouts(session)
         rows = [(r, progress(r)) for r in rollouts]
     return render_template("rollouts.html", rollouts=rows)
 
@@ -42,10 +38,7 @@ def index() -> Any:
 def detail(rollout_id: int) -> Any:
     """A rollout with its phases and targets; the page then follows /stream/rollouts/<id>."""
     with get_db().session(readonly=True) as session:
-        rollout = session.scalar(
-            select(Rollout).where(Rollout.id == rollout_id)
-            .options(selectinload(Rollout.release), selectinload(Rollout.targets))
-        )
+        rollout = rollout_reads.get_rollout(session, rollout_id)
         if rollout is None:
             abort(404)
         figures = progress(rollout)
@@ -62,10 +55,10 @@ def new() -> Any:
     """The rollout form; on a valid POST the rollout is created and the ingest engine takes it from there."""
     form = RolloutForm()
     with get_db().session(readonly=True) as session:
-        releases = session.scalars(select(ModelRelease).order_by(ModelRelease.uploaded_at.desc())).all()
+        releases = rollout_reads.releases_by_upload(session)
         form.release_id.choices = options(*[(r.id, f"{r.name} {r.version}") for r in releases])
-        form.zone.choices = options(*[(z, z) for z in queries.zones(session)])
-        form.nodes.choices = options(*[(d, d) for d in queries.device_ids(session)])
+        form.zone.choices = options(*[(z, z) for z in zones(session)])
+        form.nodes.choices = options(*[(d, d) for d in device_ids(session)])
     if request.method == "GET" and db_int(request.args.get("release_id")):
         form.release_id.data = db_int(request.args.get("release_id"))
     if form.validate_on_submit():

@@ -14,11 +14,13 @@ from dashboard.db import Database, get_db
 from dashboard.limits import db_int
 from dashboard.models import Rollout
 from dashboard.services.rollout_phases import phase_name, progress, progress_counts
+from dashboard.reads import fleet as fleet_reads
+from dashboard.reads.live import shared_reads
+from dashboard.reads.results import latest_result_id, results_newer_than
 from dashboard.services.results import verdict
-from dashboard.web import queries
 from dashboard.web.common import offline_after_s, require_login, utc_now
 from dashboard.web.fleet import fleet_summary
-from dashboard.web.results import parse_filters
+from dashboard.web.results import parse_filters, per_page_of
 
 bp = require_login(Blueprint("streams", __name__, url_prefix="/stream"))
 
@@ -108,18 +110,21 @@ def _stream(poll: Callable[[], list[str]]) -> Response:
 @bp.route("/fleet")
 def fleet() -> Response:
     """`node` events: a node's row whenever anything shown about it changes (going silent too); `summary`: the tiles."""
-    db, limit = get_db(), offline_after_s()
+    db, limit, shared = get_db(), offline_after_s(), shared_reads(current_app)
     shown: dict[str, dict[str, Any]] = {}
 
-    def poll() -> list[str]:
+    def snapshot() -> tuple[list[dict[str, Any]], dict[str, int]]:
         with db.session(readonly=True) as session:
-            rows = queries.fleet_rows(session, utc_now(), limit)
-            summary = fleet_summary(rows, queries.open_alert_count(session))
+            rows = fleet_reads.fleet_rows(session, utc_now(), limit)
+            summary = fleet_summary(rows, fleet_reads.open_alert_count(session))
+        return [row.as_event() for row in rows], summary
+
+    def poll() -> list[str]:
+        events, summary = shared.get(("fleet", limit), snapshot)
         frames = []
-        for row in rows:
-            event = row.as_event()
-            if shown.get(row.device_id) != event:
-                shown[row.device_id] = event
+        for event in events:
+            if shown.get(event["device_id"]) != event:
+                shown[event["device_id"]] = event
                 frames.append(sse("node", event))
         if shown.get("__summary__") != summary:
             shown["__summary__"] = summary
@@ -131,22 +136,31 @@ def fleet() -> Response:
 
 @bp.route("/results")
 def results() -> Response:
-    """`result` events: results stored after the last one seen that match the page's filters."""
-    _, filters, _ = parse_filters(request.args)
-    db = get_db()
+    """`result` events: the newest results stored since the last poll that match the page's filters."""
+    form, filters, _ = parse_filters(request.args)
+    limit = per_page_of(form)
+    db, shared = get_db(), shared_reads(current_app)
     resume = db_int(request.headers.get("Last-Event-ID"))
     with db.session(readonly=True) as session:
-        start = resume if resume is not None and resume >= 0 else queries.latest_result_id(session)
+        start = resume if resume is not None and resume >= 0 else latest_result_id(session)
     cursor = {"last_id": start}
 
-    def poll() -> list[str]:
+    def newest() -> int:
         with db.session(readonly=True) as session:
-            rows = queries.results_newer_than(session, filters, cursor["last_id"])
-        frames = []
-        for row in rows:
-            cursor["last_id"] = row.id
-            frames.append(sse("result", result_event(row), row.id))
-        return frames
+            return latest_result_id(session)
+
+    def rows_upto(last_id: int, upto: int) -> list[tuple[int, dict[str, Any]]]:
+        with db.session(readonly=True) as session:
+            return [(row.id, result_event(row)) for row in results_newer_than(session, filters, last_id, upto, limit)]
+
+    def poll() -> list[str]:
+        upto = shared.get(("results-newest",), newest)
+        if upto <= cursor["last_id"]:
+            return []
+        # Bounded by the shared probe, so tabs with the same filters share one query and then one cursor.
+        rows = shared.get(("results", filters, cursor["last_id"], upto, limit), lambda: rows_upto(cursor["last_id"], upto))
+        cursor["last_id"] = upto
+        return [sse("result", event, ident) for ident, event in rows]
 
     return _stream(poll)
 
@@ -199,9 +213,10 @@ def rollout(rollout_id: int) -> Response:
     if rollout_snapshot(db, rollout_id) is None:
         abort(404)
     shown: dict[str, Any] = {}
+    shared = shared_reads(current_app)
 
     def poll() -> list[str]:
-        snapshot = rollout_snapshot(db, rollout_id)
+        snapshot = shared.get(("rollout", rollout_id), lambda: rollout_snapshot(db, rollout_id))
         if snapshot is None:
             return []
         status, rows = snapshot

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from dashboard.db import Database
 from dashboard.models import Device, User
-from dashboard.services.chart_series import chart_data, chart_range, gap_threshold
+from dashboard.reads.charts import chart_data, chart_range, gap_threshold
 from support.web_seed import add_alert, add_device, add_telemetry, now, sign_in
 
 

@@ -14,6 +14,7 @@ from dashboard.db import Database
 from dashboard.ingest.store import BatchWriter
 from dashboard.ingest.validate import Accepted, validate
 from dashboard.models import Alert, AuditLog, Device, ModelRelease, Rollout, RolloutTarget
+from dashboard.reads import history
 from dashboard.services import alerts
 from dashboard.services.alerts import AlertRules
 from support.web_seed import add_classifications, classification_row
@@ -234,7 +235,7 @@ def test_acknowledge_records_who_when_and_audits_once(database: Database) -> Non
     with database.session(readonly=True) as session:
         entries = list(session.scalars(select(AuditLog).where(AuditLog.action == "alert.acknowledge")))
         assert [(e.actor, e.target, e.remote_addr) for e in entries] == [("alice", f"alert {alert.id}", "10.0.0.7")]
-        assert alerts.list_alerts(session, open_only=True) == []
+        assert history.open_alerts(session) == []
         with pytest.raises(KeyError):
             alerts.acknowledge(session, alert.id + 1000, "alice")
 
