@@ -1,5 +1,6 @@
-"""Production Mosquitto configuration: rendering, accounts, ACL and TLS material."""
+"""Production Mosquitto configuration: rendering, accounts, ACL, bridges and TLS material."""
 
+from broker_config.bridge import BridgeLink, add_bridge, render_bridge_conf, write_bridge
 from broker_config.manage import (
     DEFAULT_OUT,
     BrokerSettings,
@@ -15,9 +16,11 @@ from broker_config.registry import InvalidName, check_name, render_acl
 
 __all__ = [
     "DEFAULT_OUT",
+    "BridgeLink",
     "BrokerSettings",
     "GeneratedPaths",
     "InvalidName",
+    "add_bridge",
     "add_dashboard",
     "add_device",
     "add_devices",
@@ -26,4 +29,6 @@ __all__ = [
     "reload_broker",
     "render",
     "render_acl",
+    "render_bridge_conf",
+    "write_bridge",
 ]

@@ -1,13 +1,15 @@
-"""Command line: render the config, add accounts, make TLS material, reload the broker."""
+"""Command line: render the config, add accounts and bridges, make TLS material, reload the broker."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from broker_config.bridge import BridgeLink, add_bridge, write_bridge
 from broker_config.manage import (
     DEFAULT_OUT,
     BrokerSettings,
@@ -83,6 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--reload", action="store_true", help="SIGHUP the running broker afterwards")
 
+    a = with_out(sub.add_parser("add-bridge", help="on the central broker: a building's bridge account, password once"))
+    a.add_argument("username", type=_name_type("bridge username"))
+    a.add_argument("--location", required=True, type=_name_type("location"))
+    a.add_argument("--zone", required=True, action="append", type=_name_type("zone"), help="zone it carries (repeat)")
+    a.add_argument("--reload", action="store_true", help="SIGHUP the running broker afterwards")
+
+    g = with_out(sub.add_parser("bridge", help="on a building broker: bridge its zones to the central broker over TLS"))
+    g.add_argument("--name", type=_name_type("bridge name"), default="central", help="connection name (default central)")
+    g.add_argument("--central", required=True, metavar="HOST:PORT", help="the central broker's TLS listener")
+    g.add_argument("--central-ca", required=True, type=Path, help="CA certificate of the central broker")
+    g.add_argument("--location", required=True, type=_name_type("location"))
+    g.add_argument("--zone", required=True, action="append", type=_name_type("zone"), help="zone it carries (repeat)")
+    g.add_argument("--username", required=True, type=_name_type("bridge username"), help="its account on the central")
+    g.add_argument("--password-file", type=Path, help="file with that account's password; BRIDGE_PASSWORD overrides")
+    g.add_argument("--reload", action="store_true", help="SIGHUP the running broker afterwards")
+
     t = with_out(sub.add_parser("tls", help="create the CA and server certificate"))
     t.add_argument("--host", action="append", help="certificate host name or IP (repeat)")
     t.add_argument("--force", action="store_true", help="replace existing TLS material")
@@ -110,11 +128,26 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "add-dashboard":
         password = add_dashboard(args.out, args.username, args.app, tuple(args.location))
         print(f"dashboard {args.username} password: {password}\n(saved in {paths.credentials}, mode 600)")
+    elif args.command == "add-bridge":
+        password = add_bridge(args.out, args.username, args.location, tuple(args.zone))
+        print(f"bridge {args.username} password: {password}\n(saved in {paths.credentials}, mode 600)")
+    elif args.command == "bridge":
+        link = BridgeLink(args.name, args.central, args.location, tuple(args.zone), args.username,
+                          _bridge_password(args.password_file), args.central_ca)
+        print(f"bridge {args.name} to {args.central} written to {write_bridge(args.out, link)}")
     elif args.command == "tls":
         tls = ensure_tls(paths.tls.ca_cert.parent, tuple(args.host or DEFAULT_HOSTS), force=args.force)
         print(f"CA {tls.ca_cert}, server certificate {tls.server_cert}")
     if getattr(args, "reload", False) or args.command == "reload":
         print(f"reloaded broker pid {reload_broker(paths.pid_file)}")
+
+
+def _bridge_password(path: Path | None) -> str:
+    """The bridge account's password from BRIDGE_PASSWORD or the named file."""
+    password = os.environ.get("BRIDGE_PASSWORD") or (path.read_text().strip() if path is not None else "")
+    if not password:
+        raise ValueError("no bridge password: set BRIDGE_PASSWORD or --password-file")
+    return password
 
 
 def main(argv: list[str] | None = None) -> int:

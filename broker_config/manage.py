@@ -93,6 +93,11 @@ class GeneratedPaths:
         return self.run / "mosquitto.pid"
 
     @property
+    def conf_d(self) -> Path:
+        """Extra configuration files the broker includes (bridges); may hold secrets."""
+        return self.root / "conf.d"
+
+    @property
     def log(self) -> Path:
         """The broker log when logging to a file."""
         return self.root / "mosquitto.log"
@@ -138,6 +143,7 @@ def render_conf(paths: GeneratedPaths, settings: BrokerSettings, path_prefix: st
         "cafile": paths.tls.ca_cert,
         "certfile": paths.tls.server_cert,
         "keyfile": paths.tls.server_key,
+        "include_dir": paths.conf_d,
         "log_dest": settings.log_dest,
         "tls12_ciphers": TLS12_AEAD_CIPHERS,
         **{k: v for k, v in vars(settings).items() if k not in ("hosts", "log_dest", "bind_client_id")},
@@ -169,6 +175,7 @@ def _grant_broker_group(paths: GeneratedPaths, settings: BrokerSettings) -> None
     for directory in (paths.data, paths.run):
         os.chown(directory, -1, gid)
         directory.chmod(0o770)
+    os.chown(paths.conf_d, -1, gid)
 
 
 def _keeping_owner(path: Path, write: Callable[[], None]) -> None:
@@ -210,6 +217,7 @@ def render(
     paths.root.chmod(0o755)
     paths.data.mkdir(exist_ok=True)
     paths.run.mkdir(exist_ok=True)
+    paths.conf_d.mkdir(mode=0o750, exist_ok=True)
     ensure_tls(paths.tls.ca_cert.parent, settings.hosts)
     if not paths.passwd.exists():
         paths.passwd.touch(mode=0o600)
