@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from contracts.alert_confs import AlertConfs, NotifyConfs
+from contracts.lab_confs import FhirConfs, NodeImagesConfs, NodeMetricsConfs, ReviewConfs
+from contracts.specimens import SpecimenRule
 from contracts.topics import SEGMENT_PATTERN
 
 DEFAULT_PATH = Path("confs.json")
@@ -110,6 +112,8 @@ class EdgeNodeConfs(_Section):
         None, description="git-ignored file with the node's HTTP bearer token; EDGE_TOKEN overrides it"
     )
     max_image_pixels: int = Field(25_000_000, ge=1, description="larger images are refused")
+    images: NodeImagesConfs = Field(default_factory=NodeImagesConfs, description="images kept on the node for review")
+    metrics: NodeMetricsConfs = Field(default_factory=NodeMetricsConfs, description="the node's Prometheus endpoint")
 
     @model_validator(mode="after")
     def _deprecated_device(self) -> "EdgeNodeConfs":
@@ -145,6 +149,9 @@ class DashboardConfs(_Section):
     ood_alert_min_results: int = Field(10, ge=1, description="fewest recent results before the share can raise an alert")
     alerts: AlertConfs = Field(default_factory=AlertConfs, description="alert thresholds, per site")
     notify: NotifyConfs = Field(default_factory=NotifyConfs, description="e-mail and webhook notifications of alerts")
+    specimens: SpecimenRule = Field(default_factory=SpecimenRule, description="the specimen verdict rule")
+    review: ReviewConfs = Field(default_factory=ReviewConfs, description="the reviewers' queue, image fetches and agreement")
+    fhir: FhirConfs = Field(default_factory=FhirConfs, description="FHIR R4 export of specimen verdicts")
 
 
 class SplitConfs(_Section):

@@ -142,6 +142,9 @@ class SensorsMessage(Envelope):
     ood_score: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = Field(
         default=None, description="the model's out-of-distribution score (higher = further from training)"
     )
+    specimen_id: Identifier | None = Field(
+        default=None, description="opaque id of the specimen (one smear) this field of view belongs to; never a patient id"
+    )
 
     @model_validator(mode="after")
     def _label_is_a_class(self) -> "SensorsMessage":

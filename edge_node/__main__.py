@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     classify.add_argument("--device", help="OpenVINO device (default: edge_node.openvino.device)")
     classify.add_argument("--json", action="store_true", help="one JSON object per image, then a summary object")
     classify.add_argument("--threshold", type=float, help="confidence threshold (default: from confs.json)")
+    classify.add_argument(
+        "--specimen", metavar="ID", help="opaque specimen id: the images are one specimen's fields; prints its verdict"
+    )
     return parser
 
 
@@ -127,6 +130,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from edge_node.model_store import InstalledModel, ModelStore, ModelStoreError
     from edge_node.selftest import SelfTestError, selftest
 
+    from contracts.specimens import is_specimen_id
+
+    if args.specimen is not None and not is_specimen_id(args.specimen):
+        raise CliError("--specimen must be an opaque id: letters, digits, '.', '_', '-', at most 64")
     confs = _load(args.confs)
     edge = _classify_confs(args, confs.edge_node)
     keys = [parse_public_key(k) for k in confs.ota.trusted_public_keys]
@@ -151,7 +158,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
                 f"at {classifier.precision}: {exc}"
             ) from None
         summary = classify_paths(
-            classifier, args.paths, edge.max_image_pixels, sys.stdout, sys.stderr, as_json=args.json
+            classifier, args.paths, edge.max_image_pixels, sys.stdout, sys.stderr, as_json=args.json,
+            specimen_id=args.specimen, rule=confs.dashboard.specimens,
         )
     if summary.count == 0:
         raise CliError("no image was classified")

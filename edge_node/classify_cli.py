@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from contracts.specimens import FieldOfView, SpecimenRule, aggregate
 from edge_node.inference import Classifier, Prediction
 from edge_node.sources.decode import ImageRejected, decode_image
 
@@ -48,6 +49,7 @@ class Summary:
     out_of_distribution: int = 0
     labels: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    fields: list[FieldOfView] = field(default_factory=list)
 
     @property
     def accuracy(self) -> float | None:
@@ -58,6 +60,10 @@ class Summary:
         """Count one result; returns whether it matched the ground truth (None when unknown or abstained)."""
         self.count += 1
         self.uncertain += prediction.uncertain
+        self.fields.append(FieldOfView(
+            prediction.label, prediction.confidence, prediction.probabilities, prediction.uncertain,
+            prediction.out_of_distribution,
+        ))
         if prediction.out_of_distribution:
             self.out_of_distribution += 1
             return None
@@ -87,10 +93,10 @@ def _read(path: Path, max_pixels: int) -> Any:
     return decode_image(path.read_bytes(), max_pixels)
 
 
-def result_json(path: Path, prediction: Prediction) -> dict[str, Any]:
+def result_json(path: Path, prediction: Prediction, specimen_id: str | None = None) -> dict[str, Any]:
     """One image's --json object."""
     return {
-        "file": str(path), "label": prediction.label, "confidence": round(prediction.confidence, 6),
+        "file": str(path), **({"specimen_id": specimen_id} if specimen_id else {}), "label": prediction.label, "confidence": round(prediction.confidence, 6),
         "probabilities": {k: round(v, 6) for k, v in prediction.probabilities.items()},
         "uncertain": prediction.uncertain, "out_of_distribution": prediction.out_of_distribution,
         "ood_score": prediction.ood_score, "verdict": prediction.verdict,
@@ -105,6 +111,8 @@ def classify_paths(
     err: TextIO,
     *,
     as_json: bool = False,
+    specimen_id: str | None = None,
+    rule: SpecimenRule | None = None,
 ) -> Summary:
     """Classify each image, print its lines (or one JSON object), and return the totals (printed last)."""
     summary = Summary()
@@ -125,13 +133,22 @@ def classify_paths(
         truth = ground_truth(path, classifier.classes)
         right = summary.add(prediction, truth)
         if as_json:
-            print(json.dumps(result_json(path, prediction)), file=out)
+            print(json.dumps(result_json(path, prediction, specimen_id)), file=out)
         else:
             _print_human(path, prediction, truth, right, elapsed_ms, out)
     summary.seconds = time.perf_counter() - started
+    specimen = aggregate(summary.fields, rule or SpecimenRule()).as_dict() if specimen_id else None
     if as_json:
-        print(json.dumps(summary.as_json(classifier)), file=out)
+        extra = {"specimen_id": specimen_id, "specimen": specimen} if specimen_id else {}
+        print(json.dumps(summary.as_json(classifier) | extra), file=out)
         return summary
+    if specimen is not None:
+        print(
+            f"specimen {specimen_id}: {specimen['verdict']} ({specimen['usable']} usable of {specimen['fields']} fields, "
+            f"{specimen['malignant']} confidently malignant, {specimen['uncertain']} uncertain, "
+            f"{specimen['out_of_distribution']} out of distribution; research use only, not a diagnosis)",
+            file=out,
+        )
     accuracy = "n/a (no ground truth)" if summary.accuracy is None else f"{summary.accuracy:.2%}"
     print(
         f"summary: {summary.count} classified, {summary.refused} refused, "

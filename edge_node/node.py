@@ -18,14 +18,17 @@ from contracts.model_package import PackageLimits, parse_public_key
 from contracts.topics import Channel, device_topic
 from edge_node.channels import NodeChannels
 from edge_node.delivery import OutboxSender
-from edge_node.inference import Classifier, ModelHolder, load_classifier
+from edge_node.images import ImageStore
+from edge_node.inference import Classifier, ModelHolder, Prediction, load_classifier
 from edge_node.model_store import InstalledModel, ModelStore
+from edge_node.metrics import NodeMetrics
 from edge_node.mqtt_link import LinkSettings, MqttLink
 from edge_node.ota import OtaAgent
 from edge_node.outbox import Outbox
 from edge_node.sources import ClassificationPipeline
 from edge_node.sources.camera import CameraSource
 from edge_node.sources.folder import FolderSource
+from edge_node.sources.get_routes import GetRoutes
 from edge_node.sources.http_api import InferenceServer
 from edge_node.state_files import private_dir, warn_if_loose
 from edge_node.telemetry import InferenceStats, Telemetry, Warner
@@ -45,13 +48,18 @@ class Secrets:
 
     mqtt_password: str | None
     http_token: str | None
+    images_token: str | None = None
+    metrics_token: str | None = None
 
     @classmethod
     def from_confs(cls, confs: Confs) -> "Secrets":
-        """MQTT_PASSWORD / mqtt.password_file and EDGE_TOKEN / edge_node.token_file."""
+        """MQTT_PASSWORD, EDGE_TOKEN, DASHBOARD_IMAGE_TOKEN and METRICS_TOKEN, or the files confs names."""
+        edge = confs.edge_node
         return cls(
             read_secret("MQTT_PASSWORD", confs.mqtt.password_file),
-            read_secret("EDGE_TOKEN", confs.edge_node.token_file),
+            read_secret("EDGE_TOKEN", edge.token_file),
+            read_secret("DASHBOARD_IMAGE_TOKEN", edge.images.dashboard_token_file),
+            read_secret("METRICS_TOKEN", edge.metrics.token_file),
         )
 
 
@@ -64,6 +72,9 @@ def check_secrets(confs: Confs, secrets: Secrets) -> list[str]:
         problems.append(
             "edge_node.token_file: inputs.http is on but no bearer token is set (set EDGE_TOKEN or token_file)"
         )
+    tokens = [t for t in (secrets.http_token, secrets.images_token, secrets.metrics_token) if t]
+    if len(set(tokens)) != len(tokens):
+        problems.append("edge_node.images.dashboard_token_file: the inference, image and metrics tokens must differ")
     if confs.mqtt.tls and not confs.mqtt.ca_file:
         problems.append("mqtt.ca_file: tls is on but no CA certificate is given")
     if confs.ota.ca_file and not Path(confs.ota.ca_file).is_file():
@@ -95,9 +106,11 @@ class EdgeNode:
             self.device_id, self.stats, self.warner, Path(edge.outbox_path).parent, self.outbox.depth,
             lambda: self.holder.model_version, serving_info=self.holder.serving_info,
         )
+        self.metrics = NodeMetrics(self.device_id, self.outbox.depth, lambda: self.holder.current() is not None)
+        self.images = ImageStore(Path(edge.images.dir), edge.images.retention_s)
         self.pipeline = ClassificationPipeline(
             self.holder, self.outbox, self.device_id, self._topic(Channel.SENSORS), edge.max_image_pixels,
-            on_result=self.telemetry.on_prediction, on_rejected=self._on_rejected,
+            on_result=self._on_result, on_rejected=self._on_rejected, images=self.images,
         )
         store_root = Path(edge.model_store)
         private_dir(store_root)
@@ -129,7 +142,10 @@ class EdgeNode:
         if inputs.watch_dir:
             sources.append(FolderSource(Path(inputs.watch_dir), self.pipeline))
         if inputs.http and secrets.http_token:
-            sources.append(InferenceServer(self.pipeline, edge.http_host, edge.http_port, secrets.http_token))
+            routes = GetRoutes(self.images, secrets.images_token, self.metrics.exposition, secrets.metrics_token)
+            sources.append(
+                InferenceServer(self.pipeline, edge.http_host, edge.http_port, secrets.http_token, get_routes=routes)
+            )
         if inputs.camera:
             sources.append(CameraSource(inputs.camera, self.pipeline, inputs.camera_interval_s))
         return sources
@@ -147,6 +163,8 @@ class EdgeNode:
         paths = [outbox.parent, outbox, *(outbox.with_name(outbox.name + s) for s in ("-wal", "-shm"))]
         paths += [store_root, store_root.parent / "ota", store_root.parent / "ota" / "ota_journal.json"]
         paths += [Path(p) for p in (edge.token_file, self.confs.mqtt.password_file) if p]
+        paths += [Path(p) for p in (edge.images.dashboard_token_file, edge.metrics.token_file) if p]
+        paths += [Path(edge.images.dir)] if self.images.enabled else []
         return paths
 
     def start(self) -> None:
@@ -188,6 +206,10 @@ class EdgeNode:
             Severity.CRITICAL,
             {"dropped": dropped, "dropped_total": self.outbox.dropped_total, "limit": self.outbox.limit},
         )
+
+    def _on_result(self, prediction: Prediction) -> None:
+        self.telemetry.on_prediction(prediction)
+        self.metrics.on_prediction(prediction)
 
     def _on_rejected(self, source: str, reason: str) -> None:
         self.warner.warn(WarningCode.INPUT_REJECTED, f"{source} input refused: {reason}", key=source)

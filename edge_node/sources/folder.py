@@ -13,6 +13,7 @@ from pathlib import Path
 from watchdog.events import FileClosedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from contracts.specimens import is_specimen_id
 from edge_node.sources.decode import MAX_IMAGE_BYTES, ImageRejected
 from edge_node.sources.pipeline import ClassificationPipeline, NoModelError
 
@@ -44,7 +45,10 @@ class _Events(FileSystemEventHandler):
 
 
 class FolderSource:
-    """Watches one folder (not its subfolders) with watchdog and processes files on a worker thread.
+    """Watches one folder and its specimen sub-folders with watchdog and processes files on a worker thread.
+
+    A file directly in the folder has no specimen; a file in `<folder>/<specimen_id>/` belongs to that
+    specimen (the sub-folder's name is the opaque id, so it must never be a patient's name).
 
     Files written in place are read once their writer closes them (inotify close-after-write) or they
     are renamed in; a periodic rescan picks up anything whose event was missed once it has stopped
@@ -73,7 +77,7 @@ class FolderSource:
         """Create the folders, queue what is already there, and start watching."""
         for folder in (self.folder, self.done_dir, self.failed_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        self._observer.schedule(_Events(self), str(self.folder), recursive=False)
+        self._observer.schedule(_Events(self), str(self.folder), recursive=True)
         self._observer.start()
         self._worker.start()
         self._rescan(settled_only=False)
@@ -87,9 +91,19 @@ class FolderSource:
         self._observer.join(5)
         self._worker.join(30)
 
+    def specimen_of(self, path: Path) -> str | None:
+        """The specimen sub-folder a file is in, or None for a file directly in the watched folder."""
+        return None if path.parent == self.folder else path.parent.name
+
+    def _watched(self, path: Path) -> bool:
+        """A file directly in the folder or one level down in a sub-folder other than done/ and failed/."""
+        if path.parent == self.folder:
+            return True
+        return path.parent.parent == self.folder and path.parent.name not in (DONE, FAILED)
+
     def enqueue(self, path: Path) -> None:
-        """Queue a file of the watched folder once."""
-        if path.parent != self.folder or not _wanted(path):
+        """Queue a file of the watched folder or of a specimen sub-folder once."""
+        if not self._watched(path) or not _wanted(path):
             return
         with self._lock:
             if path in self._queued:
@@ -97,12 +111,13 @@ class FolderSource:
             self._queued.add(path)
         self._queue.put(path)
 
-    def _rescan(self, settled_only: bool) -> None:
+    def _rescan(self, settled_only: bool, folder: Path | None = None) -> None:
         now = time.time()
+        folder = folder or self.folder
         try:
-            entries = list(os.scandir(self.folder))
+            entries = list(os.scandir(folder))
         except OSError as exc:
-            logger.error("cannot list %s: %s", self.folder, exc)
+            logger.error("cannot list %s: %s", folder, exc)
             return
         for entry in entries:
             try:
@@ -110,6 +125,8 @@ class FolderSource:
             except OSError:
                 continue
             if stat.S_ISDIR(info.st_mode):
+                if folder == self.folder and entry.name not in (DONE, FAILED):
+                    self._rescan(settled_only, Path(entry.path))
                 continue
             if settled_only and now - info.st_mtime < self._settle_s:
                 continue
@@ -143,15 +160,19 @@ class FolderSource:
         except ImageRejected as exc:
             self._fail(path, str(exc))
             return
+        specimen = self.specimen_of(path)
+        if specimen is not None and not is_specimen_id(specimen):
+            self._fail(path, "specimen folder name is not an opaque id (letters, digits, '.', '_', '-'; at most 64)")
+            return
         try:
-            outcome = self._pipeline.process_bytes(data, source="folder")
+            outcome = self._pipeline.process_bytes(data, source="folder", specimen_id=specimen)
         except ImageRejected as exc:
             self._fail(path, str(exc))
             return
         except NoModelError:
             logger.warning("no model serving: %s stays queued for the next scan", path.name)
             return
-        self._move(path, self.done_dir)
+        self._move(path, self._beside(self.done_dir, specimen))
         self.processed += 1
         logger.info("classified a watched file as %s (sample %s)", outcome.message.label, outcome.message.sample_id)
 
@@ -170,9 +191,19 @@ class FolderSource:
         """Move a refused file to failed/ and write why beside it."""
         self.failed += 1
         logger.warning("refused a watched file: %s", reason)
-        target = self._move(path, self.failed_dir)
+        specimen = self.specimen_of(path)
+        target = self._move(path, self._beside(self.failed_dir, specimen if specimen and is_specimen_id(specimen) else None))
         if target is not None:
             target.with_name(target.name + ".reason.txt").write_text(reason + "\n")
+
+    @staticmethod
+    def _beside(folder: Path, specimen: str | None) -> Path:
+        """done/ or failed/, or its sub-folder of the specimen (created on first use)."""
+        if specimen is None:
+            return folder
+        target = folder / specimen
+        target.mkdir(exist_ok=True)
+        return target
 
     def _move(self, path: Path, folder: Path) -> Path | None:
         """Move path into folder without overwriting an earlier file of the same name.

@@ -11,9 +11,12 @@ from collections import Counter
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 from edge_node.sources.decode import MAX_IMAGE_BYTES, ImageRejected
-from edge_node.sources.multipart import MultipartError, multipart_file
+from contracts.specimens import is_specimen_id
+from edge_node.sources.get_routes import GetRoutes
+from edge_node.sources.multipart import MultipartError, multipart_field, multipart_file
 from edge_node.sources.pipeline import ClassificationPipeline, NoModelError
 
 logger = logging.getLogger(__name__)
@@ -70,6 +73,7 @@ class InferenceServer:
         token: str,
         max_bytes: int = MAX_IMAGE_BYTES,
         request_deadline_s: float = REQUEST_DEADLINE_S,
+        get_routes: GetRoutes | None = None,
     ) -> None:
         if not token:
             raise ValueError("the HTTP endpoint needs a bearer token")
@@ -79,6 +83,7 @@ class InferenceServer:
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
         self._receivers = _Receivers(MAX_RECEIVING, MAX_RECEIVING_PER_PEER)
         self._deadline_s = request_deadline_s
+        self._get_routes = get_routes
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="http-inference", daemon=True)
@@ -105,15 +110,34 @@ class InferenceServer:
             return False
         return hmac.compare_digest(header[len("Bearer ") :].strip().encode(), self._token)
 
-    def infer(self, content_type: str, body: bytes) -> dict[str, Any]:
+    @staticmethod
+    def specimen(query: str, form_value: bytes | None) -> str | None:
+        """The specimen id from the query parameter or the form field `specimen_id` (they must agree)."""
+        values = parse_qs(query, keep_blank_values=False).get("specimen_id", [])
+        if form_value is not None:
+            values.append(form_value.decode("utf-8", "replace").strip())
+        chosen = set(values)
+        if len(chosen) > 1:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "specimen_id given twice with different values")
+        specimen = chosen.pop() if chosen else None
+        if specimen is not None and not is_specimen_id(specimen):
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST, "specimen_id must be an opaque id: letters, digits, '.', '_', '-', at most 64"
+            )
+        return specimen
+
+    def infer(self, content_type: str, body: bytes, query: str = "") -> dict[str, Any]:
         """Classify a request body; the answer keeps the original servers' Response/Message/Diagnosis keys."""
+        form_specimen = None
         if content_type.lower().startswith("multipart/form-data"):
             try:
+                form_specimen = multipart_field(content_type, body, "specimen_id")
                 body = multipart_file(content_type, body)
             except MultipartError as exc:
                 raise RequestError(HTTPStatus.BAD_REQUEST, str(exc)) from None
+        specimen = self.specimen(query, form_specimen)
         try:
-            outcome = self._pipeline.process_bytes(body, source="http")
+            outcome = self._pipeline.process_bytes(body, source="http", specimen_id=specimen)
         except ImageRejected as exc:
             raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from None
         except NoModelError as exc:
@@ -128,6 +152,7 @@ class InferenceServer:
             "out_of_distribution": ood,
             "ood_score": message.ood_score,
             "sample_id": message.sample_id,
+            "specimen_id": message.specimen_id,
             "label": message.label,
             "confidence": message.confidence,
             "probabilities": message.probabilities,
@@ -169,9 +194,21 @@ class InferenceServer:
                 self._serve(lambda: self._post())
 
             def do_GET(self) -> None:
+                if server._get_routes is None:
+                    self._serve(lambda: self._not_allowed())
+                    return
+                answer = server._get_routes.answer(self.path, self.headers.get("Authorization"))
+                self.send_response(answer.status)
+                for name, value in answer.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.body)))
+                self.end_headers()
+                self.wfile.write(answer.body)
+
+            def do_PUT(self) -> None:
                 self._serve(lambda: self._not_allowed())
 
-            do_PUT = do_DELETE = do_PATCH = do_GET
+            do_DELETE = do_PATCH = do_PUT
 
             def _not_allowed(self) -> dict[str, Any]:
                 raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, "only POST /Inference is served")
@@ -191,7 +228,8 @@ class InferenceServer:
                 if not server._slots.acquire(blocking=False):
                     raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, "busy: too many requests in progress")
                 try:
-                    return server.infer(self.headers.get("Content-Type", ""), body)
+                    query = self.path.split("?", 1)[1] if "?" in self.path else ""
+                    return server.infer(self.headers.get("Content-Type", ""), body, query)
                 finally:
                     server._slots.release()
 

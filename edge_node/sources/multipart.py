@@ -37,6 +37,14 @@ def _part_headers(block: bytes) -> Message:
 
 def multipart_file(content_type: str, body: bytes, field: str = "file") -> bytes:
     """The content of the `field` part; nested multiparts and more than MAX_PARTS parts are refused."""
+    content = multipart_field(content_type, body, field)
+    if content is None:
+        raise MultipartError(f"multipart body has no '{field}' field")
+    return content
+
+
+def multipart_field(content_type: str, body: bytes, field: str) -> bytes | None:
+    """The content of the `field` part, or None when there is none; malformed bodies are refused."""
     delimiter = b"--" + _boundary(content_type)
     # bytes.count and split are linear in C: the part count is bounded before any part is looked at.
     if body.count(delimiter) > MAX_PARTS + 1:
@@ -58,4 +66,4 @@ def multipart_file(content_type: str, body: bytes, field: str = "file") -> bytes
         if headers.get_content_maintype() == "multipart":
             raise MultipartError("nested multipart bodies are not accepted")
         return content[:-2] if content.endswith(b"\r\n") else content
-    raise MultipartError(f"multipart body has no '{field}' field")
+    return None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from contracts.messages import SensorsMessage, to_bytes
+from edge_node.images import ImageStore
 from edge_node.inference import Prediction, ServingSource
 from edge_node.outbox import Outbox
 from edge_node.sources.decode import ImageRejected, decode_image
@@ -42,6 +43,7 @@ class ClassificationPipeline:
         max_image_pixels: int,
         on_result: Callable[[Prediction], None] | None = None,
         on_rejected: Callable[[str, str], None] | None = None,
+        images: ImageStore | None = None,
     ) -> None:
         self._holder = holder
         self._outbox = outbox
@@ -50,8 +52,9 @@ class ClassificationPipeline:
         self.max_image_pixels = max_image_pixels
         self._on_result = on_result
         self._on_rejected = on_rejected
+        self._images = images
 
-    def process_bytes(self, data: bytes, source: str) -> Outcome:
+    def process_bytes(self, data: bytes, source: str, specimen_id: str | None = None) -> Outcome:
         """Decode, classify and store encoded image bytes; raises ImageRejected or NoModelError."""
         try:
             rgb = decode_image(data, self.max_image_pixels)
@@ -59,7 +62,10 @@ class ClassificationPipeline:
             if self._on_rejected is not None:
                 self._on_rejected(source, str(exc))
             raise
-        return self._classify(rgb, hashlib.sha256(data).hexdigest())
+        sha256 = hashlib.sha256(data).hexdigest()
+        outcome = self._classify(rgb, sha256, specimen_id)
+        self._keep(sha256, data)
+        return outcome
 
     def process_pixels(self, rgb: np.ndarray) -> Outcome:
         """Classify and store an RGB frame (camera); its hash is over the raw pixels."""
@@ -68,7 +74,16 @@ class ClassificationPipeline:
             raise ImageRejected(f"frame is {width}x{height}, over the limit of {self.max_image_pixels} pixels")
         return self._classify(rgb, hashlib.sha256(np.ascontiguousarray(rgb).tobytes()).hexdigest())
 
-    def _classify(self, rgb: np.ndarray, sha256: str) -> Outcome:
+    def _keep(self, sha256: str, data: bytes) -> None:
+        """Keep the image for review; a full disk must not lose the result, which is already stored."""
+        if self._images is None:
+            return
+        try:
+            self._images.put(sha256, data)
+        except OSError as exc:
+            logger.warning("could not keep an image for review: %s", exc)
+
+    def _classify(self, rgb: np.ndarray, sha256: str, specimen_id: str | None = None) -> Outcome:
         classifier = self._holder.current()
         if classifier is None:
             raise NoModelError(self._holder.reason or "no model is serving yet")
@@ -85,6 +100,7 @@ class ClassificationPipeline:
             uncertain=prediction.uncertain,
             out_of_distribution=prediction.out_of_distribution,
             ood_score=prediction.ood_score,
+            specimen_id=specimen_id,
         )
         self._outbox.put(self._topic, to_bytes(message), qos=1)
         if self._on_result is not None:
