@@ -98,6 +98,9 @@ def create_app(confs: Confs | None = None, **overrides: Any) -> Flask:
 
     app.register_blueprint(api_blueprint)
     csrf.exempt(api_blueprint)
+    from dashboard.api.lab_routes import metrics_blueprint
+
+    app.register_blueprint(metrics_blueprint)
     app.register_blueprint(packages_blueprint)
 
     from dashboard.cli import register_cli

@@ -124,8 +124,22 @@ def register_model_command(package: Path) -> None:
         _fail(str(exc))
 
 
+@click.command("export-reviewed")
+@with_appcontext
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+def export_reviewed_command(out_dir: Path) -> None:
+    """Write reviewed labels as a folder-per-class dataset with manifest.json (images fetched from the nodes)."""
+    from dashboard.services.node_images import NodeImages
+    from dashboard.services.review_export import export_reviewed
+
+    images = NodeImages.from_confs(current_app.config["CONFS"].dashboard.review)
+    with get_db().session(readonly=True) as session:
+        report = export_reviewed(session, images, out_dir)
+    click.echo(json.dumps({"written": len(report.written), "missing": len(report.missing), "out": str(out_dir)}))
+
+
 def register_cli(app: Flask) -> None:
     """Attach the commands to the app's CLI group."""
     for command in (init_db_command, create_admin_command, create_token_command, add_device_command,
-                    register_model_command):
+                    register_model_command, export_reviewed_command):
         app.cli.add_command(command)

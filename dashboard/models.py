@@ -134,8 +134,43 @@ class Classification(Base):
     uncertain: Mapped[bool] = mapped_column(Boolean)
     out_of_distribution: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     ood_score: Mapped[float | None]
+    specimen_id: Mapped[str | None] = mapped_column(ID, index=True)
     sent_at: Mapped[datetime]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Review(Base):
+    """A reviewer's judgement of one result: confirmed or corrected label, with a comment (issue 14)."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    classification_id: Mapped[int] = mapped_column(ForeignKey("classifications.id", ondelete="CASCADE"), unique=True)
+    reviewer: Mapped[str] = mapped_column(String(64))
+    agrees: Mapped[bool] = mapped_column(Boolean)
+    label: Mapped[str] = mapped_column(ID)
+    comment: Mapped[str | None] = mapped_column(Text)
+    # Whether the result came to the queue by the random share: only those estimate field accuracy unbiased.
+    sampled: Mapped[bool] = mapped_column(Boolean, default=False)
+    device_id: Mapped[str] = mapped_column(ID, index=True)
+    model_version: Mapped[str] = mapped_column(String(32))
+    reviewed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    classification: Mapped[Classification] = relationship()
+
+
+class FhirPush(Base):
+    """One specimen's final FHIR report to push to the configured server, retried until sent or given up."""
+
+    __tablename__ = "fhir_pushes"
+
+    specimen_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
 
 
 class WarningEvent(Base):
@@ -304,7 +339,7 @@ class RolloutTarget(Base):
 
 
 class User(Base):
-    """A person who logs in to the web app; role is 'admin' or 'viewer'."""
+    """A person who logs in to the web app; role is 'admin', 'reviewer' or 'viewer'."""
 
     __tablename__ = "users"
 

@@ -15,3 +15,4 @@ def _no_sniffing(response: Response) -> Response:
     return response
 
 from dashboard.api import routes  # noqa: E402,F401  (registers the views on the blueprint)
+from dashboard.api import lab_routes  # noqa: E402,F401  (specimens, review, FHIR, metrics)

@@ -20,7 +20,7 @@ from dashboard.ingest.store import BatchWriter
 from dashboard.ingest.worker import IngestSettings, IngestWorker
 from dashboard.migrations import upgrade_database
 from dashboard.publish import MqttCommandPublisher
-from dashboard.services import alert_settings, alerts, notify
+from dashboard.services import alert_settings, alerts, fhir_push, notify
 from dashboard.services.rollout_engine import RolloutEngine
 
 logger = logging.getLogger("dashboard.ingest")
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 with db.session() as session:
                     alerts.evaluate(session, alert_settings.rules_lookup(session, confs.dashboard))
                 notify.run_once(db, confs.dashboard.notify, confs.dashboard.public_url)
+                fhir_push.run_once(db, confs.dashboard)
             except Exception:
                 logger.exception("alert evaluation failed; trying again in %.0f s", every_s)
             if worker.stopping.wait(every_s):

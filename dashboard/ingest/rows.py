@@ -37,7 +37,7 @@ def row_of(accepted: Accepted, now: datetime) -> tuple[Any, dict[str, Any]]:
             "sample_id": m.sample_id, "image_sha256": m.image_sha256, "label": m.label, "confidence": m.confidence,
             "probabilities": dict(m.probabilities), "model_version": m.model_version, "inference_ms": m.inference_ms,
             "uncertain": m.uncertain, "out_of_distribution": m.out_of_distribution, "ood_score": m.ood_score,
-            "received_at": now,
+            "specimen_id": m.specimen_id, "received_at": now,
         }
     if isinstance(m, LifeMessage):
         return Telemetry.__table__, base | {

@@ -68,6 +68,8 @@ def api_auth(role: str = "viewer") -> Callable[[F], F]:
                 return response
             if role == "admin" and user.role != "admin":
                 return jsonify(error="forbidden", message="this action needs an admin token"), 403
+            if role == "reviewer" and user.role not in ("reviewer", "admin"):
+                return jsonify(error="forbidden", message="this action needs a reviewer token"), 403
             g.api_user = user
             return view(*args, **kwargs)
 

@@ -16,7 +16,7 @@ from dashboard.models import User, utcnow
 
 logger = logging.getLogger(__name__)
 
-ROLES = ("admin", "viewer")
+ROLES = ("admin", "reviewer", "viewer")
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD_LENGTH = 12
 FREE_ATTEMPTS = 5

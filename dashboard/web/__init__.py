@@ -8,13 +8,14 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import Forbidden, NotFound, RequestEntityTooLarge
 
 from dashboard.web import (
-    admin, alerts, api_docs, audit_views, auth_views, fleet, node, node_live, releases, results, rollouts, streams,
+    admin, alerts, api_docs, audit_views, auth_views, fleet, node, node_live, releases, results, review, rollouts,
+    specimens, streams,
 )
 from dashboard.web.common import register_filters
 
 BLUEPRINTS: tuple[Blueprint, ...] = (
     auth_views.bp, fleet.bp, node.bp, results.bp, alerts.bp, releases.bp, rollouts.bp, audit_views.bp, streams.bp,
-    node_live.bp, admin.bp, api_docs.bp,
+    node_live.bp, admin.bp, api_docs.bp, specimens.bp, review.bp,
 )
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
@@ -39,7 +40,8 @@ def _add_error_pages(blueprint: Blueprint) -> None:
 
     @blueprint.errorhandler(Forbidden)
     def _forbidden(_: Exception) -> Any:
-        return _error_page("Not allowed", "This action needs the admin role.", 403)
+        needed = "reviewer" if request.blueprint == "review" else "admin"
+        return _error_page("Not allowed", f"This action needs the {needed} role.", 403)
 
     @blueprint.errorhandler(NotFound)
     def _not_found(_: Exception) -> Any:

@@ -88,5 +88,5 @@ class GetRoutes:
         remaining = max(0, int(expires - self._clock()))
         return Answer(HTTPStatus.OK, data, {
             "Content-Type": image_type(data), "Cache-Control": f"private, max-age={remaining}",
-            "Expires": formatdate(expires, usegmt=True), "X-Retained-Until": f"{expires:.0f}",
+            "Expires": formatdate(expires, usegmt=True), "X-Retained-Until": str(int(expires)),
         })
