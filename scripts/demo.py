@@ -25,9 +25,11 @@ from scripts.demo_stack import (  # noqa: E402
     DemoError,
     Stack,
     choose_port,
+    development_key,
     find_mosquitto,
     find_secret,
     run_cli,
+    trusted_with,
     wait_for_port,
     write_json,
     write_secret,
@@ -99,9 +101,10 @@ def start_broker(stack: Stack, confs: Confs, taken: set[int]) -> tuple[int, Path
     return plain, broker_dir
 
 
-def dashboard_confs(confs: Confs, stack: Stack, mqtt_port: int, http_port: int) -> Path:
+def dashboard_confs(confs: Confs, stack: Stack, mqtt_port: int, http_port: int, trusted: list[str]) -> Path:
     """A confs.json for the dashboard processes, pointing at the demo's broker, database and folders."""
     data = confs.model_dump(mode="json")
+    data["ota"]["trusted_public_keys"] = trusted
     data["mqtt"].update(host="127.0.0.1", port=mqtt_port, tls=False, ca_file=None, password_file=None)
     data["dashboard"].update(
         database_url=f"sqlite:///{stack.state / 'dashboard.db'}",
@@ -114,10 +117,10 @@ def dashboard_confs(confs: Confs, stack: Stack, mqtt_port: int, http_port: int) 
 
 
 def start_dashboard(stack: Stack, confs: Confs, mqtt_port: int, broker_dir: Path, package: Path,
-                    taken: set[int]) -> tuple[dict[str, str], str, int]:
+                    taken: set[int], trusted: list[str]) -> tuple[dict[str, str], str, int]:
     """Create the database, an admin, the nodes' accounts and the release; start ingest and the web app."""
     http_port = choose_port(confs.dashboard.http_port, "dashboard", "dashboard.http_port", taken)
-    confs_path = dashboard_confs(confs, stack, mqtt_port, http_port)
+    confs_path = dashboard_confs(confs, stack, mqtt_port, http_port, trusted)
     password = add_dashboard(broker_dir, confs.dashboard.app_id, app=confs.dashboard.app_id,
                              locations=(confs.identity.location,))
     env = {"DASHBOARD_CONFS": str(confs_path), "BROKER_CONFIG_DIR": str(broker_dir), "MQTT_PASSWORD": password}
@@ -140,12 +143,13 @@ def start_dashboard(stack: Stack, confs: Confs, mqtt_port: int, broker_dir: Path
 
 
 def start_node(stack: Stack, confs: Confs, node: str, index: int, mqtt_port: int, broker_dir: Path,
-               token: str, package: Path, taken: set[int]) -> Path:
+               token: str, package: Path, taken: set[int], trusted: list[str]) -> Path:
     """Write a node's confs and secrets and start it; returns its inbox folder."""
     from broker_config import read_credentials
 
     home = stack.state / node
     data = confs.model_dump(mode="json")
+    data["ota"]["trusted_public_keys"] = trusted
     http_port = choose_port(confs.edge_node.http_port + index, f"{node} HTTP endpoint", "edge_node.http_port", taken)
     data["mqtt"].update(host="127.0.0.1", port=mqtt_port, tls=False, ca_file=None,
                         password_file=write_secret(home / "secrets" / "mqtt_password", read_credentials(broker_dir)[node]))
@@ -216,12 +220,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Starting the demo (state and logs in {args.state}):")
         package = released_package(args.package)
         print(f"  model package: {package.relative_to(ROOT) if package.is_relative_to(ROOT) else package}")
+        key_path, dev_key = development_key(confs.trainer.signing_key)
+        trusted = trusted_with(list(confs.ota.trusted_public_keys), dev_key)
+        print(f"  trusted: the development signing key {key_path} ({dev_key}); "
+              f"packages made with `python -m trainer package` can be uploaded")
         mqtt_port, broker_dir = start_broker(stack, confs, taken)
-        tokens, admin_password, http_port = start_dashboard(stack, confs, mqtt_port, broker_dir, package, taken)
+        tokens, admin_password, http_port = start_dashboard(stack, confs, mqtt_port, broker_dir, package, taken, trusted)
         monitor = Monitor(stack.state / "dashboard.db", {}, stack.log_path, expect_results=False, expected=len(NODES))
         inboxes = {}
         for i, node in enumerate(NODES):
-            inboxes[node] = start_node(stack, confs, node, i, mqtt_port, broker_dir, tokens[node], package, taken)
+            inboxes[node] = start_node(stack, confs, node, i, mqtt_port, broker_dir, tokens[node], package, taken,
+                                       trusted)
             monitor.nodes[node] = stack.processes[-1][1]
         images = image_source(args.data)
         print(f"\n  Dashboard: http://localhost:{http_port}/   login: admin / {admin_password}")

@@ -95,6 +95,22 @@ def write_secret(path: Path, value: str) -> str:
     return str(path)
 
 
+def development_key(path_text: str) -> tuple[Path, str]:
+    """The trainer's development signing key (made as `python -m trainer keys` would) and its public half."""
+    from contracts.model_package import generate_private_key, load_private_key, public_key_text, save_private_key
+
+    path = Path(path_text)
+    path = path if path.is_absolute() else ROOT / path
+    if not path.exists():
+        save_private_key(generate_private_key(), path)
+    return path, public_key_text(load_private_key(path))
+
+
+def trusted_with(keys: list[str], extra: str) -> list[str]:
+    """The trusted key list of the confs the demo writes: the configured keys plus extra (confs.json is left alone)."""
+    return keys if extra in keys else [*keys, extra]
+
+
 @dataclass
 class Stack:
     """Every process the demo started, stopped in reverse order."""
