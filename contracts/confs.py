@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from contracts.alert_confs import AlertConfs, NotifyConfs
 from contracts.lab_confs import FhirConfs, NodeImagesConfs, NodeMetricsConfs, ReviewConfs
+from contracts.retention_confs import RetentionConfs
 from contracts.specimens import SpecimenRule
 from contracts.topics import SEGMENT_PATTERN
 
@@ -147,6 +148,7 @@ class DashboardConfs(_Section):
     )
     ood_alert_window: int = Field(50, ge=1, description="how many of a node's latest results that share is taken over")
     ood_alert_min_results: int = Field(10, ge=1, description="fewest recent results before the share can raise an alert")
+    retention: RetentionConfs = Field(default_factory=RetentionConfs, description="how long telemetry is kept")
     alerts: AlertConfs = Field(default_factory=AlertConfs, description="alert thresholds, per site")
     notify: NotifyConfs = Field(default_factory=NotifyConfs, description="e-mail and webhook notifications of alerts")
     specimens: SpecimenRule = Field(default_factory=SpecimenRule, description="the specimen verdict rule")

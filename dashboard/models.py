@@ -440,3 +440,52 @@ class LoginThrottleEntry(Base):
     failures: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None]
     last_failure: Mapped[datetime] = mapped_column(index=True)
+
+
+class _TelemetryRollup:
+    """Columns shared by the per-minute and per-hour roll-ups of Life telemetry: means over a time bucket."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    bucket: Mapped[datetime]
+    samples: Mapped[int]
+    cpu_percent: Mapped[float]
+    memory_percent: Mapped[float]
+    disk_percent: Mapped[float]
+    temperature_c: Mapped[float | None]
+    inference_ms_mean: Mapped[float | None]
+    outbox_depth: Mapped[float]
+    max_temperature_c: Mapped[float | None]
+    max_outbox_depth: Mapped[int]
+
+    @property
+    def sent_at(self) -> datetime:
+        """The bucket's start, so charts read a roll-up like a raw row."""
+        return self.bucket
+
+
+class TelemetryMinute(_TelemetryRollup, Base):
+    """Life telemetry of one node rolled up per minute (kept past the raw retention)."""
+
+    __tablename__ = "telemetry_minute"
+    __table_args__ = (UniqueConstraint("device_id", "bucket", name="uq_telemetry_minute_device_bucket"),)
+
+
+class TelemetryHour(_TelemetryRollup, Base):
+    """Life telemetry of one node rolled up per hour (kept longest)."""
+
+    __tablename__ = "telemetry_hour"
+    __table_args__ = (UniqueConstraint("device_id", "bucket", name="uq_telemetry_hour_device_bucket"),)
+
+
+class RetentionState(Base):
+    """Where the retention job got to: telemetry seen by rolled_up_to is rolled up; what was pruned."""
+
+    __tablename__ = "retention_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rolled_up_to: Mapped[datetime | None]
+    rolled_up_id: Mapped[int | None]
+    raw_pruned_before: Mapped[datetime | None]
+    minute_pruned_before: Mapped[datetime | None]
+    hour_pruned_before: Mapped[datetime | None]

@@ -20,7 +20,7 @@ from dashboard.ingest.store import BatchWriter
 from dashboard.ingest.worker import IngestSettings, IngestWorker
 from dashboard.migrations import upgrade_database
 from dashboard.publish import MqttCommandPublisher
-from dashboard.services import alert_settings, alerts, fhir_push, notify
+from dashboard.services import alert_settings, alerts, fhir_push, notify, retention
 from dashboard.services.rollout_engine import RolloutEngine
 
 logger = logging.getLogger("dashboard.ingest")
@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "to accounts, so each worker running beside another needs its own (add-dashboard --app)")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--flush-ms", type=float, default=100.0)
-    parser.add_argument("--no-engine", action="store_true", help="do not run the rollout engine in this worker")
+    parser.add_argument("--no-engine", action="store_true", help="do not run the rollout engine or the retention job here")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -92,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
                 return
 
     alert_thread = threading.Thread(target=evaluate_alerts, name="alerts", daemon=True)
+    # Like the rollout engine, one worker of a shared group runs the retention job (--no-engine on the others).
+    retention_thread = threading.Thread(
+        target=retention.run_forever, args=(db, confs.dashboard.retention, worker.stopping), name="retention", daemon=True
+    )
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         worker.stopping.set()
@@ -100,12 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     worker.start()
     alert_thread.start()
+    if engine is not None:
+        retention_thread.start()
     logger.info("ingest %s running against %s", settings.client_id, db.engine.url.render_as_string(hide_password=True))
     try:
         worker.run()
     finally:
         worker.stop()
         alert_thread.join(30)
+        if retention_thread.is_alive():
+            retention_thread.join(30)
         db.dispose()
         logger.info("ingest stopped: %d stored, %d duplicates, %d rejected",
                     worker.totals.stored, worker.totals.duplicates, worker.totals.rejected)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dashboard.models import Telemetry
-from dashboard.reads.nodes import telemetry_series
+from dashboard.reads.telemetry_rollups import chart_series
 
 # (field, title, unit, fixed axis maximum)
 CHART_FIELDS: tuple[tuple[str, str, str, float | None], ...] = (
@@ -57,7 +57,7 @@ def gap_threshold(times: list[float]) -> float:
 
 def chart_data(session: Session, device_id: str, start: datetime, end: datetime) -> ChartData:
     """The node's telemetry in [start, end), thinned, with a None row inserted wherever samples stop for a while."""
-    rows = telemetry_series(session, device_id, start, end, MAX_POINTS)
+    rows = chart_series(session, device_id, start, end, MAX_POINTS)
     raw = [row.sent_at.timestamp() for row in rows]
     limit = gap_threshold(raw)
     times: list[float] = []
