@@ -1,4 +1,4 @@
-"""`flask --app dashboard init-db|create-admin|add-device|register-model|create-token`."""
+"""`flask --app dashboard init-db|create-admin|add-device|register-model|create-token|backup|restore`."""
 
 from __future__ import annotations
 
@@ -138,8 +138,44 @@ def export_reviewed_command(out_dir: Path) -> None:
     click.echo(json.dumps({"written": len(report.written), "missing": len(report.missing), "out": str(out_dir)}))
 
 
+@click.command("backup")
+@with_appcontext
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def backup_command(path: Path) -> None:
+    """Back up the database to PATH while the dashboard and ingest run (SQLite online backup, or pg_dump)."""
+    from dashboard.backup import BackupError, backup, table_digests
+
+    db = get_db()
+    try:
+        backup(db.url, path)
+    except (BackupError, OSError) as exc:
+        _fail(str(exc))
+    rows = sum(count for count, _ in table_digests(db.engine).values())
+    click.echo(f"backed up {db.engine.url.render_as_string(hide_password=True)} to {path} "
+               f"({path.stat().st_size} bytes; the database now holds {rows} rows)")
+
+
+@click.command("restore")
+@with_appcontext
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="replace a database that already holds tables (stop the ingest first)")
+def restore_command(path: Path, force: bool) -> None:
+    """Restore a backup made by `backup` into the configured database (a fresh one unless --force)."""
+    from dashboard.backup import BackupError, restore, table_digests
+
+    db = get_db()
+    try:
+        restore(db.url, path, db.engine, force=force)
+    except (BackupError, OSError) as exc:
+        _fail(str(exc))
+    digests = table_digests(db.engine)
+    with get_db().session() as session:
+        audit.record(session, "cli", "database.restore", str(path), {"force": force})
+    click.echo(f"restored {path}: {len(digests)} tables, {sum(c for c, _ in digests.values())} rows")
+
+
 def register_cli(app: Flask) -> None:
     """Attach the commands to the app's CLI group."""
     for command in (init_db_command, create_admin_command, create_token_command, add_device_command,
-                    register_model_command, export_reviewed_command):
+                    register_model_command, export_reviewed_command, backup_command, restore_command):
         app.cli.add_command(command)
