@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--initial-package", type=Path, help="package every node starts with (default: confs)")
     parser.add_argument("--work-dir", type=Path, help="where node state goes (default: a temporary folder)")
     parser.add_argument("--cheap", action="store_true", help="deterministic stand-in classifier for results")
+    parser.add_argument("--uncertain-version", action="append", default=[], metavar="VERSION",
+                        help="nodes serving this model version answer flat probabilities, every result uncertain "
+                             "(a bad release, to exercise rollout health gates); repeatable")
     parser.add_argument("--workers", type=_positive_int, default=4, help="threads producing results and Life")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -93,7 +96,7 @@ def build_fleet(args: argparse.Namespace, work_dir: Path):  # noqa: ANN201 - Fle
         trusted_keys=[parse_public_key(k) for k in confs.ota.trusted_public_keys], initial_package=package,
         rate=args.rate, life_interval_s=args.life_interval, device_prefix=args.device_prefix,
         max_package_bytes=confs.ota.max_package_bytes, package_origin=confs.dashboard.public_url,
-        cheap_classifier=args.cheap,
+        cheap_classifier=args.cheap, uncertain_versions=tuple(args.uncertain_version),
         edge=confs.edge_node,
         tls=confs.mqtt.tls, ca_file=confs.mqtt.ca_file, keepalive=confs.mqtt.keepalive, workers=args.workers,
     )

@@ -7,7 +7,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from contracts.confs import EdgeNodeConfs
 from contracts.model_package import PackageLimits
 from contracts.topics import check_segment
+from edge_node.inference import ModelHolder, ServingSource
 from edge_node.model_store import ModelStore
-from edge_node.simulate.shared import CheapView, SharedClassifiers, SystemSampler, synthetic_images
+from edge_node.simulate.shared import SharedClassifiers, StandInView, SystemSampler, synthetic_images
 from edge_node.simulate.shared_loop import SharedLoopLink, SharedMqttLoop
 from edge_node.simulate.virtual_node import NodeEnvironment, NodeIdentity, VirtualNode
 
@@ -55,6 +56,8 @@ class FleetSettings:
     max_package_bytes: int = 256 * 1024 * 1024
     package_origin: str | None = None
     cheap_classifier: bool = False
+    # Nodes serving one of these model versions answer every result uncertain: a bad release for health gates.
+    uncertain_versions: tuple[str, ...] = ()
     edge: EdgeNodeConfs = field(default_factory=EdgeNodeConfs)
     tls: bool = False
     ca_file: str | None = None
@@ -109,7 +112,7 @@ class Fleet:
             max_package_bytes=settings.max_package_bytes, package_origin=settings.package_origin,
             outbox_limit=settings.outbox_limit, tls=settings.tls,
             ca_file=settings.ca_file, keepalive=settings.keepalive,
-            classifier_view=CheapView if settings.cheap_classifier else None,
+            classifier_view=self._view_factory(settings),
             link_factory=lambda link_settings, status: SharedLoopLink(link_settings, status, self.mqtt_loop),
         )
         self.nodes = [VirtualNode(NodeIdentity(d, credentials[d], tokens.get(d)), env) for d in ids]
@@ -120,6 +123,14 @@ class Fleet:
         self.late_ticks = 0
         self._busy = 0
         self._busy_lock = threading.Lock()
+
+    @staticmethod
+    def _view_factory(settings: FleetSettings) -> Callable[[ModelHolder], ServingSource] | None:
+        """Stand-ins for the served classifier when the settings ask for any, else None (the real one serves)."""
+        if not settings.cheap_classifier and not settings.uncertain_versions:
+            return None
+        versions = frozenset(settings.uncertain_versions)
+        return lambda holder: StandInView(holder, settings.cheap_classifier, versions)
 
     def node(self, device_id: str) -> VirtualNode:
         """The virtual node with this id."""

@@ -1,4 +1,4 @@
-"""What virtual nodes share to stay cheap: compiled models, a deterministic stand-in classifier, system metrics."""
+"""What virtual nodes share to stay cheap: compiled models, stand-in classifiers (cheap, degraded), system metrics."""
 
 from __future__ import annotations
 
@@ -55,22 +55,45 @@ class CheapClassifier(ClassifierBase):
         return RawOutputs((exp / exp.sum(axis=1, keepdims=True)).astype(np.float32))
 
 
-class CheapView:
-    """A serving source for the pipeline that answers with a CheapClassifier mirroring the real model."""
+class FlatClassifier(ClassifierBase):
+    """A degraded model: runs the classifier it wraps, then answers flat probabilities (confidence 1/classes)."""
 
-    def __init__(self, holder: ModelHolder) -> None:
+    def __init__(self, inner: Classifier) -> None:
+        super().__init__(inner.manifest, inner.confidence_threshold)
+        self.runtime = inner.runtime
+        self.device = inner.device
+        self.precision = inner.precision
+        self._inner = inner
+
+    def infer_raw(self, batch: np.ndarray) -> RawOutputs:
+        """The wrapped model's OOD scores and latency; every result uncertain under any threshold above 1/classes."""
+        raw = self._inner.infer_raw(batch)
+        flat = np.full(np.asarray(raw.probabilities).shape, 1.0 / len(self.classes), dtype=np.float32)
+        return RawOutputs(flat, raw.ood_scores)
+
+
+class StandInView:
+    """A serving source for the pipeline: the holder's classifier, cheap and/or degraded as the fleet was told."""
+
+    def __init__(self, holder: ModelHolder, cheap: bool = True,
+                 uncertain_versions: frozenset[str] = frozenset()) -> None:
         self._holder = holder
-        self._cheap: CheapClassifier | None = None
+        self._cheap = cheap
+        self._uncertain_versions = uncertain_versions
+        self._stand_in: Classifier | None = None
         self._real: Classifier | None = None
 
     def current(self) -> Classifier | None:
-        """A cheap stand-in for the classifier the holder serves now, or None."""
+        """The stand-in for the classifier the holder serves now, or None."""
         real = self._holder.current()
         if real is None:
             return None
-        if self._cheap is None or self._real is not real:
-            self._cheap, self._real = CheapClassifier(real), real
-        return self._cheap
+        if self._stand_in is None or self._real is not real:
+            stand_in: Classifier = CheapClassifier(real) if self._cheap else real
+            if real.model_version in self._uncertain_versions:
+                stand_in = FlatClassifier(stand_in)
+            self._stand_in, self._real = stand_in, real
+        return self._stand_in
 
     @property
     def reason(self) -> str | None:

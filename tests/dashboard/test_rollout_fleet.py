@@ -10,16 +10,17 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from broker_harness import free_port
+from contracts.confs import EdgeNodeConfs
 from contracts.messages import UpdateState
 from contracts.model_package import public_key_text
 from dashboard import create_app
 from dashboard.db import Database
 from dashboard.migrations import upgrade_database
-from dashboard.models import Device, Rollout
+from dashboard.models import Classification, Device, Rollout
 from dashboard.publish import MqttCommandPublisher
 from dashboard.services import devices, releases, rollouts, tokens
 from dashboard.services.rollout_engine import RolloutEngine
@@ -33,7 +34,7 @@ LATE = "late-0001"
 
 @pytest.fixture(scope="module")
 def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A signing key and tiny packages: 1.0.0 installed at start, 1.1.0 good, 1.2.0 failing its self-test."""
+    """Tiny packages: 1.0.0 installed at start, 1.1.0 good, 1.2.0 failing its self-test, 1.3.0 answering uncertain."""
     key = Ed25519PrivateKey.generate()
     out = tmp_path_factory.mktemp("packages")
     return {
@@ -41,6 +42,7 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "1.0.0": make_tiny_package(out, key, "1.0.0"),
         "1.1.0": make_tiny_package(out, key, "1.1.0", seed=1),
         "1.2.0": make_tiny_package(out, key, "1.2.0", seed=2, break_selftest=True),
+        "1.3.0": make_tiny_package(out, key, "1.3.0", seed=3),
     }
 
 
@@ -58,14 +60,14 @@ class Site:
     wait: Callable[..., Any]
     fleets: list[Fleet]
 
-    def fleet(self, prefix: str, nodes: int) -> Fleet:
+    def fleet(self, prefix: str, nodes: int, **options: Any) -> Fleet:
         """Start a simulated fleet of this prefix whose nodes boot on 1.0.0 (stopped after the test)."""
-        settings = FleetSettings(
-            nodes=nodes, host=self.broker.host, port=self.broker.port, location=self.broker.location,
-            zone=self.broker.zone, work_dir=self.work_dir, trusted_keys=[self.packages["key"].public_key()],
-            initial_package=self.packages["1.0.0"], rate=0.2, life_interval_s=1.0, device_prefix=prefix,
-            cheap_classifier=True, workers=2,
-        )
+        settings = FleetSettings(**{
+            "nodes": nodes, "host": self.broker.host, "port": self.broker.port, "location": self.broker.location,
+            "zone": self.broker.zone, "work_dir": self.work_dir, "trusted_keys": [self.packages["key"].public_key()],
+            "initial_package": self.packages["1.0.0"], "rate": 0.2, "life_interval_s": 1.0, "device_prefix": prefix,
+            "cheap_classifier": True, "workers": 2, **options,
+        })
         fleet = Fleet(settings, self.broker.credentials, self.tokens)
         self.fleets.append(fleet)
         fleet.start(connect_timeout=20)
@@ -206,3 +208,34 @@ def test_offline_node_converges_when_it_returns(site: Site) -> None:
     site.wait(lambda: site.state(rollout_id)[0] == "COMPLETED", 60, "completed after the node returned")
     assert back.stats()[0].model_version == "1.1.0"
     assert {n.model_version for n in fleet.stats()} == {"1.1.0"}
+
+
+def test_a_release_whose_results_turn_uncertain_fails_the_health_gate_and_halts(site: Site) -> None:
+    # The stand-in answers at least 35% confidence on its images, so at 0.3 nothing is uncertain before the update.
+    fleet = site.fleet("sim", len(FLEET), rate=2.0, uncertain_versions=("1.3.0",),
+                       edge=EdgeNodeConfs(confidence_threshold=0.3))
+    site.wait_online(FLEET)
+    with site.database.session() as session:
+        session.delete(session.get(Device, LATE))
+
+    def stored(device_id: str) -> int:
+        with site.database.session(readonly=True) as session:
+            return session.scalar(select(func.count()).where(Classification.device_id == device_id)) or 0
+    site.wait(lambda: min(stored(d) for d in FLEET) >= 15, 30, "a baseline of results before the update")
+    release_id = site.release("1.3.0")
+    with site.database.session() as session:
+        rollout_id = rollouts.create_rollout(session, release_id, "all", None, 1, 0, "alice", soak_s=1,
+                                             health_gate=True).id
+    site.wait(lambda: site.state(rollout_id)[0] == "HALTED", 90, "rollout halted by its health gate")
+    _, targets = site.state(rollout_id)
+    [canary] = [d for d, s in targets.items() if s == "ACTIVE"]
+    [other] = [d for d in FLEET if d != canary]
+    assert targets[other] == "PENDING"
+    with site.database.session(readonly=True) as session:
+        rollout = session.get(Rollout, rollout_id)
+        reason, [entry] = rollout.reason or "", rollout.phase_log
+    assert "health gate failed after the canary" in reason and "uncertain share rose from 0% to 100%" in reason
+    gate = entry["gate"]
+    assert gate["status"] == "fail" and gate["after"]["results"] >= 10 and gate["before"]["results"] >= 10
+    assert first_update_at(site, fleet, rollout_id, other) is None
+    assert {n.device_id: n.model_version for n in fleet.stats()} == {canary: "1.3.0", other: "1.0.0"}
