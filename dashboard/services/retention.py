@@ -22,6 +22,8 @@ RECEIVE_MARGIN = timedelta(minutes=5)
 # Roll up a node's raw rows a day at a time and delete in chunks, so no transaction holds SQLite's lock for long.
 CHUNK = timedelta(days=1)
 DELETE_CHUNK = 5000
+# The first run waits this long (at most one period) so that it does not compete with the ingest's start.
+FIRST_RUN_DELAY_S = 60.0
 
 
 @dataclass
@@ -138,8 +140,12 @@ def run_once(db: Database, confs: RetentionConfs, now: datetime | None = None) -
     return report
 
 
-def run_forever(db: Database, confs: RetentionConfs, stopping: threading.Event) -> None:
-    """Run the job every confs.run_every_s until stopping is set (the ingest's retention thread)."""
+def run_forever(
+    db: Database, confs: RetentionConfs, stopping: threading.Event, first_delay_s: float = FIRST_RUN_DELAY_S
+) -> None:
+    """Run the job every confs.run_every_s, the first after first_delay_s, until stopping is set (the ingest's thread)."""
+    if stopping.wait(min(first_delay_s, confs.run_every_s)):
+        return
     while not stopping.is_set():
         try:
             run_once(db, confs)

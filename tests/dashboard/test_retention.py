@@ -109,7 +109,7 @@ def test_charts_before_the_first_run_bucket_the_raw_rows(database: Database) -> 
 def test_the_ingest_schedule_runs_the_job_until_stopped(database: Database) -> None:
     seed(database, days=1)
     stopping = threading.Event()
-    thread = threading.Thread(target=retention.run_forever, args=(database, SHORT, stopping), daemon=True)
+    thread = threading.Thread(target=retention.run_forever, args=(database, SHORT, stopping, 0.1), daemon=True)
     thread.start()
     wait_until(lambda: count(database, TelemetryHour) > 0, 30, "the first scheduled run")
     stopping.set()
