@@ -103,7 +103,8 @@ def progress(rollout: Rollout, now: datetime | None = None) -> dict[str, Any]:
             "current": index == rollout.phase and rollout.completed_at is None,
             "started_at": entry.get("started_at"), "done_at": entry.get("done_at"),
             "duration_s": _seconds(started, finished or (now if started else None)),
-            "gate": entry.get("gate"),
+            "gate": entry.get("gate"), "gate_tone": gate_tone(entry.get("gate")),
+            "gate_text": gate_text(entry.get("gate")),
         })
     soak_left = _seconds(now, rollout.soak_until) if rollout.soak_until and rollout.soak_until > now else None
     return {
@@ -149,3 +150,40 @@ def progress_counts(figures: dict[str, Any], reason: str | None) -> dict[str, An
                                                "phase_name")})
     flat.update(soak_left=seconds(figures["soak_left_s"]), elapsed=seconds(figures["elapsed_s"]), reason=reason or "—")
     return flat
+
+
+def gate_tone(gate: dict[str, Any] | None) -> str:
+    """The badge class of a gate verdict: ok (pass), bad (fail), warn (waiting for results)."""
+    status = (gate or {}).get("status")
+    return "ok" if status == "pass" else "bad" if status == "fail" else "warn"
+
+
+def gate_text(gate: dict[str, Any] | None) -> str:
+    """A gate verdict's figures in words: uncertain and OOD share, latency and results before → after, reasons."""
+    if not gate:
+        return ""
+    before, after = gate.get("before") or {}, gate.get("after") or {}
+
+    def share(side: dict[str, Any], key: str) -> str:
+        return f"{float(side.get(key) or 0) * 100:.0f}%"
+
+    text = (f"uncertain {share(before, 'uncertain')} → {share(after, 'uncertain')}, "
+            f"OOD {share(before, 'ood')} → {share(after, 'ood')}, "
+            f"latency {before.get('latency_ms')} → {after.get('latency_ms')} ms "
+            f"({before.get('results')} → {after.get('results')} results)")
+    reasons = gate.get("reasons") or []
+    return f"{text}: {'; '.join(reasons)}" if reasons else text
+
+
+def phase_row(phase: dict[str, Any], status: str) -> dict[str, Any]:
+    """One row of the live page's Phases table, as its cells show it (the stream's `phase` event)."""
+    gate = phase.get("gate")
+    duration = phase.get("duration_s")
+    return {
+        "index": phase["index"], "name": phase["name"], "nodes": phase["nodes"], "active": phase["active"],
+        "in_flight": phase["in_flight"], "failed": phase["failed"], "current": phase["current"], "status": status,
+        "started": (phase.get("started_at") or "—")[:19].replace("T", " "),
+        "duration": "—" if duration is None else f"{duration:.0f} s",
+        "gate": None if not gate else {"status": gate.get("status"), "tone": phase["gate_tone"],
+                                       "text": phase["gate_text"]},
+    }

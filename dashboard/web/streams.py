@@ -13,7 +13,7 @@ from flask_login import current_user
 from dashboard.db import Database, get_db
 from dashboard.limits import db_int
 from dashboard.models import Rollout
-from dashboard.services.rollout_phases import phase_name, progress, progress_counts
+from dashboard.services.rollout_phases import phase_name, phase_row, progress, progress_counts
 from dashboard.reads import fleet as fleet_reads
 from dashboard.reads.live import shared_reads
 from dashboard.reads.results import latest_result_id, results_newer_than
@@ -183,8 +183,11 @@ def result_event(row: Any) -> dict[str, Any]:
     }
 
 
-def rollout_snapshot(db: Database, rollout_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    """The rollout's status with per-state counts, and each target's row."""
+Snapshot = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]
+
+
+def rollout_snapshot(db: Database, rollout_id: int) -> Snapshot | None:
+    """The rollout's status with per-state counts, each target's row and each phase's row."""
     with db.session(readonly=True) as session:
         rollout = session.get(Rollout, rollout_id)
         if rollout is None:
@@ -203,12 +206,13 @@ def rollout_snapshot(db: Database, rollout_id: int) -> tuple[dict[str, Any], lis
                 "sends": target.sends,
             })
         status = {"status": rollout.state, "intent": rollout.intent, "reason": rollout.reason or "", "counts": counts}
-    return status, rows
+        phases = [phase_row(phase, rollout.state) for phase in figures["phases"]]
+    return status, rows, phases
 
 
 @bp.route("/rollouts/<int:rollout_id>")
 def rollout(rollout_id: int) -> Response:
-    """`rollout` and `target` events whenever the rollout or one of its nodes changes state."""
+    """`rollout`, `target` and `phase` events whenever the rollout, one of its nodes or one of its phases changes."""
     db = get_db()
     if rollout_snapshot(db, rollout_id) is None:
         abort(404)
@@ -219,7 +223,7 @@ def rollout(rollout_id: int) -> Response:
         snapshot = shared.get(("rollout", rollout_id), lambda: rollout_snapshot(db, rollout_id))
         if snapshot is None:
             return []
-        status, rows = snapshot
+        status, rows, phases = snapshot
         frames = []
         if shown.get("__rollout__") != status:
             shown["__rollout__"] = status
@@ -228,6 +232,11 @@ def rollout(rollout_id: int) -> Response:
             if shown.get(row["device_id"]) != row:
                 shown[row["device_id"]] = row
                 frames.append(sse("target", row))
+        for phase in phases:
+            key = f"__phase_{phase['index']}__"
+            if shown.get(key) != phase:
+                shown[key] = phase
+                frames.append(sse("phase", phase))
         return frames
 
     return _stream(poll)

@@ -106,13 +106,56 @@ def test_rollout_stream_reports_target_states(viewer: FlaskClient, db: Database)
         target = session.query(RolloutTarget).one()
         target.state, target.reported_at = "ACTIVE", now()
         session.get(Rollout, rollout_id).state = "COMPLETED"  # type: ignore[union-attr]
-    later = events(chunks, lambda e: len(e) >= 2)
+    later = [(k, d) for k, d in events(chunks, lambda e: len(e) >= 2) if k != "phase"]
     assert sorted((k, d.get("status") or d.get("state")) for k, d in later) == [("rollout", "COMPLETED"), ("target", "ACTIVE")]
     counts = [d["counts"] for k, d in later if k == "rollout"]
     assert [{key: c[key] for key in ("total", "ACTIVE", "active", "in_flight", "percent")} for c in counts] == [
         {"total": 1, "ACTIVE": 1, "active": 1, "in_flight": 0, "percent": 100.0}]
     response.close()
     assert viewer.get("/stream/rollouts/999").status_code == 404
+
+
+def test_rollout_stream_keeps_the_phases_table_live(viewer: FlaskClient, db: Database) -> None:
+    started = now() - timedelta(seconds=30)
+    with db.session() as session:
+        for device in ("n1", "n2"):
+            add_device(session, device)
+        release = ModelRelease(name="m", version="2.0.0", filename="m.tar.gz", sha256="a" * 64, size=1,
+                               classes=["a", "b"], manifest={}, metrics={}, uploaded_by="alice")
+        session.add(release)
+        session.flush()
+        rollout = Rollout(release_id=release.id, target_kind="all", canary_size=1, failure_threshold=0, state="CANARY",
+                          created_by="alice", health_gate=True, phase=0, started_at=started,
+                          phase_log=[{"phase": 0, "started_at": started.isoformat()}])
+        session.add(rollout)
+        session.flush()
+        for phase, device in enumerate(("n1", "n2")):
+            session.add(RolloutTarget(rollout_id=rollout.id, device_id=device, is_canary=phase == 0, phase=phase,
+                                      state="SENT" if phase == 0 else "PENDING", command_id=f"c{phase}",
+                                      rollback_command_id=f"b{phase}"))
+        rollout_id = rollout.id
+    response = viewer.get(f"/stream/rollouts/{rollout_id}", buffered=False)
+    chunks = response.iter_encoded()
+    first = {d["index"]: d for k, d in events(chunks, lambda e: any(k == "phase" for k, _ in e)) if k == "phase"}
+    rows = {i: (p["name"], p["nodes"], p["active"], p["in_flight"], p["current"], p["gate"]) for i, p in first.items()}
+    assert rows == {0: ("canary", 1, 0, 1, True, None), 1: ("phase 2", 1, 0, 0, False, None)}
+    assert first[0]["started"] == started.isoformat()[:19].replace("T", " ") and first[0]["duration"].endswith(" s")
+    gate = {"status": "fail", "reasons": ["uncertain share rose from 0% to 100%"],
+            "before": {"results": 20, "uncertain": 0.0, "ood": 0.0, "latency_ms": 1.5},
+            "after": {"results": 12, "uncertain": 1.0, "ood": 0.0, "latency_ms": 1.6}}
+    with db.session() as session:
+        session.query(RolloutTarget).filter_by(device_id="n1").one().state = "ACTIVE"
+        halted = session.get(Rollout, rollout_id)
+        assert halted is not None
+        halted.state = "HALTED"
+        halted.phase_log = [{"phase": 0, "started_at": started.isoformat(), "done_at": now().isoformat(), "gate": gate}]
+    later = events(chunks, lambda e: any(k == "phase" and d["index"] == 0 and d["gate"] for k, d in e))
+    canary = [d for k, d in later if k == "phase" and d["index"] == 0][-1]
+    assert (canary["active"], canary["in_flight"], canary["status"]) == (1, 0, "HALTED")
+    assert canary["gate"]["status"] == "fail" and canary["gate"]["tone"] == "bad"
+    assert canary["gate"]["text"] == ("uncertain 0% → 100%, OOD 0% → 0%, latency 1.5 → 1.6 ms (20 → 12 results): "
+                                      "uncertain share rose from 0% to 100%")
+    response.close()
 
 
 def test_streams_end_after_their_lifetime(viewer: FlaskClient, db: Database) -> None:

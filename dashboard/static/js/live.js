@@ -203,6 +203,36 @@
       setField(row, "sends", data.sends);
     },
 
+    // The Phases table sits outside the targets table the stream is bound to: look it up in the document.
+    phase: function (root, data) {
+      var row = document.querySelector('tr[data-phase="' + CSS.escape(String(data.index)) + '"]');
+      if (!row) { return; }
+      row.classList.toggle("current", !!data.current);
+      ["nodes", "active", "in_flight", "failed", "started", "duration"].forEach(function (name) {
+        setField(row, name, data[name]);
+      });
+      var now = row.querySelector("[data-now]");
+      if (now) {
+        now.textContent = "";
+        if (data.current) {
+          now.appendChild(document.createTextNode(" "));
+          now.appendChild(badge(data.status)).textContent = "now";
+        }
+      }
+      var gate = row.querySelector('[data-field="gate"]');
+      var shown = JSON.stringify(data.gate || null);
+      if (gate && gate.getAttribute("data-shown") !== shown) {
+        gate.setAttribute("data-shown", shown);
+        gate.textContent = data.gate ? "" : "—";
+        if (data.gate) {
+          var verdict = badge(data.gate.tone);
+          verdict.textContent = data.gate.status;
+          gate.appendChild(verdict);
+          gate.appendChild(document.createTextNode(" " + data.gate.text));
+        }
+      }
+    },
+
     rollout: function (root, data) {
       var el = document.querySelector('[data-badge="rollout-status"]');
       if (el) { el.className = "badge " + data.status; el.textContent = data.status; }
