@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from broker_harness import BrokerHandle, free_port
@@ -55,8 +56,14 @@ def notify_sinks() -> Iterator[tuple[MailSink, WebhookSink]]:
 
 
 @pytest.fixture(scope="module")
+def stack_tweaks() -> dict[str, Any]:
+    """What a test module changes in its stack (override it there): `edge_node` confs keys, `simulate_args`."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 def stack(chromium_path: str, broker_factory_module: Callable[..., BrokerHandle], tmp_path_factory: pytest.TempPathFactory,
-          notify_sinks: tuple[MailSink, WebhookSink]) -> Iterator[Stack]:
+          notify_sinks: tuple[MailSink, WebhookSink], stack_tweaks: dict[str, Any]) -> Iterator[Stack]:
     """Broker with three simulated devices, ingest as a subprocess, the web app in a server thread, the fleet."""
     from dashboard import create_app
     from dashboard.migrations import upgrade_database
@@ -80,6 +87,7 @@ def stack(chromium_path: str, broker_factory_module: Callable[..., BrokerHandle]
                 "webhook_url": notify_sinks[1].url, "retry_after_s": 1.0},
     )
     raw["ota"]["trusted_public_keys"] = [public_key_text(key)]
+    raw["edge_node"].update(stack_tweaks.get("edge_node", {}))
     confs_path = root / "confs.json"
     confs_path.write_text(json.dumps(raw))
     confs = Confs.model_validate(raw)
@@ -117,7 +125,7 @@ def stack(chromium_path: str, broker_factory_module: Callable[..., BrokerHandle]
          "--life-interval", "1", "--duration", "600", "--confs", str(confs_path),
          "--credentials", str(root / "credentials.json"), "--tokens", str(root / "tokens.json"),
          "--initial-package", str(initial), "--work-dir", str(root / "fleet"), "--cheap", "--workers", "2",
-         "--log-level", "INFO"],
+         "--log-level", "INFO", *stack_tweaks.get("simulate_args", [])],
         cwd=REPO, env=env, stdout=sim_log, stderr=subprocess.STDOUT,
     ))
     try:
