@@ -39,6 +39,30 @@ def _results_responses() -> dict[str, Any]:
             "400": {"description": "invalid filter"}}
 
 
+def _lab_paths() -> dict[str, Any]:
+    """The laboratory workflow: specimens, the review queue and FHIR DiagnosticReports."""
+    date = {**_Q("date"), "description": "FHIR date search on the specimen's last field: 2025-01-01, ge2025-01-01, "
+            "le2025-01-02T10:00:00Z (prefixes ge, gt, le, lt, eq); repeat for a range"}
+    verdict = {**_Q("verdict"), "schema": {"type": "string", "enum": ["suspicious", "not suspicious", "insufficient"]}}
+    fhir_ok = {**_OK, "200": {"description": "OK", "content": {"application/fhir+json": {"schema": {"type": "object"}}}},
+               "400": {"description": "invalid search"}}
+    review_body = {"application/json": {"schema": {"type": "object", "required": ["label"], "properties": {
+        "label": {"type": "string", "description": "one of the release's classes; the model's label confirms it"},
+        "comment": {"type": "string"}}}}}
+    review_responses = {"201": {"description": "stored"}, "400": {"description": "invalid review"},
+                        "401": {"description": "missing or invalid token"}, "403": {"description": "needs a reviewer token"}}
+    return {
+        "/specimens": {"get": _op("Specimens with their verdicts", [verdict, _Q("device"), date])},
+        "/review/queue": {"get": _op("Results waiting for a reviewer (uncertain, OOD and a random share)", [_Q("device")])},
+        "/review/{result_id}": {"post": _op("Review one result (reviewer or admin token)", [_ID("result_id")],
+                                            body=review_body, responses=review_responses)},
+        "/fhir/DiagnosticReport": {"get": _op("FHIR R4 search: DiagnosticReports as a searchset Bundle",
+                                              [_Q("specimen"), date], responses=fhir_ok)},
+        "/fhir/DiagnosticReport/{report_id}": {"get": _op("One FHIR R4 DiagnosticReport", [_ID("report_id", "string")],
+                                                          responses={**fhir_ok, "404": {"description": "no such report"}})},
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """The document: every route, its parameters and the bearer security scheme."""
     rollout_body = {"application/json": {"schema": {"type": "object", "required": ["release_id"], "properties": {
@@ -66,10 +90,13 @@ def openapi_document() -> dict[str, Any]:
         "/rollouts/{rollout_id}/resume": {"post": _op("Resume", [_ID("rollout_id")], admin=True)},
         "/rollouts/{rollout_id}/rollback": {"post": _op("Roll back", [_ID("rollout_id")], admin=True)},
         "/openapi.json": {"get": _op("This document")},
+        **_lab_paths(),
     }
     return {
         "openapi": "3.0.3",
-        "info": {"title": "ALL edge fleet dashboard API", "version": "1.0.0"},
+        "info": {"title": "ALL edge fleet dashboard API", "version": "1.0.0",
+                 "description": "Prometheus metrics are served outside this API at /metrics, with the same bearer "
+                                "token (docs/monitoring.md)."},
         "servers": [{"url": "/api/v1"}],
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
