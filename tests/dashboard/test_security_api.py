@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from flask import url_for
+from werkzeug.routing import IntegerConverter
 
 from dashboard.ingest.store import BatchWriter
 from dashboard.ingest.validate import validate
@@ -11,13 +13,28 @@ from dashboard.services import tokens
 HOSTILE = ["' OR 1=1 --", "\"; DROP TABLE classifications; --", "<script>alert(1)</script>", "%00", "../../etc/passwd", "{{7*7}}"]
 
 
+TOKEN_ENDPOINTS = ("api.", "metrics.")  # bearer-token routes: the REST API and the Prometheus scrape
+
+
 def api_routes(app) -> list[tuple[str, str]]:
+    """(method, url) of every bearer-token route, each placeholder filled with a value its converter accepts."""
     routes = []
     for rule in app.url_map.iter_rules():
-        if rule.endpoint.startswith("api."):
-            url = str(rule).replace("<int:rollout_id>", "1").replace("<int:alert_id>", "1").replace("<device_id>", "devA")
+        if rule.endpoint.startswith(TOKEN_ENDPOINTS):
+            converters = rule._converters  # noqa: SLF001  (werkzeug exposes no public accessor)
+            args = {name: 1 if isinstance(converters[name], IntegerConverter) else "devA" for name in rule.arguments}
+            with app.test_request_context():
+                url = url_for(rule.endpoint, **args)
             routes += [(method, url) for method in rule.methods - {"HEAD", "OPTIONS"}]
     return routes
+
+
+def test_route_enumeration_fills_every_placeholder(app) -> None:
+    routes = api_routes(app)
+    assert not [url for _, url in routes if "<" in url or "%3C" in url]
+    urls = {url for _, url in routes}
+    for expected in ("/api/v1/review/1", "/api/v1/fhir/DiagnosticReport/devA", "/api/v1/specimens", "/metrics"):
+        assert expected in urls
 
 
 @pytest.fixture
