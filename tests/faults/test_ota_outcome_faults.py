@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dashboard.db import Database
-from dashboard.models import Rollout
+from dashboard.models import Device, Rollout
 from dashboard.services import releases, rollouts
 from faults.stack import FaultStack
 from faults.tcp_proxy import TcpProxy
@@ -35,6 +35,12 @@ def rollout_state(database: Database, rollout_id: int) -> tuple[str, list[str]]:
         return rollout.state, [t.state for t in rollout.targets]
 
 
+def device_stored(database: Database, device_id: str) -> bool:
+    """Whether ingest has stored the node (a rollout can only target nodes the database knows)."""
+    with database.session(readonly=True) as session:
+        return session.get(Device, device_id) is not None
+
+
 def test_sigkill_between_active_and_puback_then_the_rollout_completes(fault_stack: FaultStack, packages, tmp_path: Path) -> None:
     v2 = make_tiny_package(tmp_path, packages.key, "1.1.0", seed=1)
     server = PackageServer(token=TOKEN).start()
@@ -46,6 +52,8 @@ def test_sigkill_between_active_and_puback_then_the_rollout_completes(fault_stac
         fault_stack.start_ingest(engine=True)
         node = fault_stack.add_node("devA", packages.v1, packages.public_key, port=proxy.port, public_url=server.origin)
         fault_stack.start_node(node)
+        # ONLINE on the broker comes before ingest has stored the node: wait for the row the rollout will target.
+        wait_until(lambda: device_stored(database, "devA"), 30, "ingest to store devA", fault_stack.logs)
         with database.session() as session:
             release = releases.register_package(session, v2, fault_stack.root / "packages",
                                                 [packages.public_key], 1 << 30, "admin")
