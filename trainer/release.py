@@ -113,7 +113,7 @@ def package_run(
     history = json.loads((run_dir / "history.json").read_text())
     timing = json.loads((run_dir / "timing.json").read_text()) if (run_dir / "timing.json").is_file() else {}
     ood_eval = evaluate_ood(infer, dataset, index, export["threshold"], confs.seed)
-    cv = _cv_summary(run_dir)
+    cv = _cv_summary(run_dir, report_dir)
     metrics = assess(
         lambda b: infer(b).probabilities, dataset, index, report_dir,
         f"{name} {version}: OpenVINO IR (f32) on the block test split", confs.seed, history["history"],
@@ -166,10 +166,15 @@ def package_run(
     return out
 
 
-def _cv_summary(run_dir: Path) -> dict[str, Any] | None:
-    """The cross-validation summary the run points to (cv.json beside it or in runs/cv), if any."""
+def _cv_summary(run_dir: Path, report_dir: Path | None = None) -> dict[str, Any] | None:
+    """The cross-validation summary the run points to (cv.json beside it or in runs/cv), copied into the report."""
+    import shutil
+
     for candidate in (run_dir / "cv.json", run_dir.parent / "cv" / "cv.json"):
         if candidate.is_file():
+            if report_dir is not None and candidate.with_name("cv.md").is_file():
+                report_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(candidate.with_name("cv.md"), report_dir / "cv.md")
             return json.loads(candidate.read_text())
     return None
 
