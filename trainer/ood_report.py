@@ -74,12 +74,12 @@ def evaluate_ood(
     base_labels = labels[base_indices(len(images), seed)]
     for name, batch in sets.items():
         out = infer(batch)
-        flagged = np.asarray(out.ood_scores) > threshold
-        per_set[name] = {"n": len(batch), "flagged": float(flagged.mean())}
+        set_flags = np.asarray(out.ood_scores) > threshold
+        per_set[name] = {"n": len(batch), "flagged": float(set_flags.mean())}
         if name in LABELLED_SETS:
             right = out.probabilities.argmax(1) == base_labels[: len(batch)]
             # What matters for safety: a wrong answer that is not flagged reads as a diagnosis.
-            per_set[name].update(accuracy=float(right.mean()), unflagged_wrong=int((~flagged & ~right).sum()))
+            per_set[name].update(accuracy=float(right.mean()), unflagged_wrong=int((~set_flags & ~right).sum()))
     return {
         "in_distribution_test_flag_rate": float(flagged.mean()) if len(flagged) else 0.0,
         "test_accuracy_of_unflagged": accuracy_kept,

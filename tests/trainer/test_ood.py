@@ -70,3 +70,28 @@ def test_ood_sets_have_the_field_size_and_are_unlike_the_fields() -> None:
     sets = ood_sets(fields, seed=0, n=4)
     assert {"natural images", "other microscopy", "zoomed cells (4x)", "black", "blank fields"} <= set(sets)
     assert all(batch.shape[1:] == (64, 64, 3) and batch.dtype == np.uint8 and len(batch) for batch in sets.values())
+
+
+def test_evaluate_ood_keeps_the_in_distribution_rate_apart_from_the_sets() -> None:
+    from types import SimpleNamespace
+
+    from contracts.selftest import RawOutputs
+    from trainer.ood_report import evaluate_ood
+
+    pytest.importorskip("skimage", reason="scikit-image ships the natural and microscopy samples")
+    rng = np.random.default_rng(4)
+    images = np.clip(rng.normal(150, 25, (60, 64, 64, 3)), 0, 255).astype(np.uint8)
+    labels = rng.integers(0, 4, 60)
+    dataset = SimpleNamespace(images=images, labels=labels)
+    index = SimpleNamespace(split={"test": np.arange(60)})
+
+    def infer(batch: np.ndarray) -> RawOutputs:
+        """Dark images are 'far': the stain x2.5 set is, the clean fields are not."""
+        probs = np.full((len(batch), 4), 0.1, np.float32)
+        probs[:, 0] = 0.7
+        return RawOutputs(probs, np.where(batch.mean(axis=(1, 2, 3)) < 110, 5.0, 0.1).astype(np.float32))
+
+    evaluation = evaluate_ood(infer, dataset, index, threshold=1.0, seed=0)  # type: ignore[arg-type]
+    assert evaluation["in_distribution_test_flag_rate"] == 0.0
+    assert evaluation["sets"]["black"]["flagged"] == 1.0 and evaluation["sets"]["stain x2.5 (HED)"]["flagged"] == 1.0
+    assert evaluation["sets"]["stain x2.5 (HED)"]["unflagged_wrong"] == 0
