@@ -39,6 +39,17 @@ def newest_package() -> Path:
     return max(found)[1]
 
 
+def reported_accuracy(manifest: dict[str, Any]) -> float | None:
+    """The report's honest accuracy: the cross-validated mean where the release has one, else its test split's.
+
+    One small test split flatters (1.1.0: 99.77% on it, 97.61% cross-validated); a sample of real images
+    is held to the estimate that does not.
+    """
+    metrics = manifest.get("metrics", {})
+    cv = (metrics.get("cross_validation") or {}).get("overall", {}).get("cnn", {}).get("accuracy", {})
+    return cv.get("mean") if isinstance(cv.get("mean"), float) else metrics.get("test_accuracy")
+
+
 def manifest_of(package: Path) -> dict[str, Any]:
     """The package's manifest (read straight from the archive; the node verifies its signature)."""
     with tarfile.open(package) as archive:
@@ -89,8 +100,8 @@ def test_released_package_classifies_real_images_as_accurately_as_its_report(
         pytest.skip(f"the shared dataset is absent ({DATASET}); the release test needs real images")
     package = newest_package()
     manifest = manifest_of(package)
-    reported = manifest.get("metrics", {}).get("test_accuracy")
-    assert isinstance(reported, float), f"{package.name}: manifest metrics carry no test_accuracy"
+    reported = reported_accuracy(manifest)
+    assert isinstance(reported, float), f"{package.name}: manifest metrics carry no accuracy"
     images = sample(DATASET, list(manifest["classes"]))
 
     stack = FaultStack(tmp_path, broker)
@@ -117,9 +128,9 @@ def test_released_package_classifies_real_images_as_accurately_as_its_report(
     flagged = sum(1 for sha, _, ood, *_ in rows if ood and sha in images)
     runtime, precision = rows[-1][3], rows[-1][4]
     print(json.dumps({"package": package.name, "images": len(images), "accuracy": round(accuracy, 4),
-                      "reported_test_accuracy": reported, "out_of_distribution": flagged,
+                      "reported_accuracy": reported, "out_of_distribution": flagged,
                       "runtime": runtime, "precision": precision}))
-    # The shared images include the ones the model was trained on, so it may well do better than its report.
+    # The shared images include the ones the model was trained on, so it may well do better than its estimate.
     assert accuracy >= reported - 0.01, (
         f"{package.name} scored {accuracy:.2%} on {len(images)} real images; its report says {reported:.2%}"
     )
