@@ -2,7 +2,7 @@
 
 Usage: python bench/inference.py [--package models/all-small-cnn-X.tar.gz] [--iterations 300] [--run runs/DIR]
 Each runtime is loaded the way a node loads it (edge_node.inference.load_classifier) and timed on
-`infer_raw` of one preprocessed image; p50/p99 and images/s per (runtime, precision). `openvino_ms_p50`
+`infer_raw` of one preprocessed image, each in its own process, in turns over three rounds (so load changes fall on each alike); p50/p99 and images/s per (runtime, precision). `openvino_ms_p50`
 is the default runtime at the default precision (confs.json). With --run, Keras `model(x)` is timed too.
 Ends with one JSON line.
 """
@@ -52,16 +52,51 @@ def _native_precisions() -> set[str]:
     return {"f32"} | {p for p, cap in (("bf16", "BF16"), ("f16", "FP16")) if cap in capabilities}
 
 
-def _time_runtime(pkg: Path, manifest, confs, runtime: str, precision: str, image: np.ndarray, n: int) -> dict | str:  # type: ignore[no-untyped-def]
+def _load(pkg: Path, manifest, confs, runtime: str, precision: str):  # type: ignore[no-untyped-def]
     from edge_node.inference import load_classifier
 
     try:
-        classifier = load_classifier(pkg, manifest, confs, runtime=runtime, precision=precision)  # type: ignore[arg-type]
+        return load_classifier(pkg, manifest, confs, runtime=runtime, precision=precision)  # type: ignore[arg-type]
     except Exception as exc:  # noqa: BLE001  (a runtime or precision this machine lacks is reported, not fatal)
         return f"{exc.__class__.__name__}: {exc}"
-    tensor = classifier.preprocess(image)
-    ms = _times(lambda: classifier.infer_raw(tensor), n)
-    return {"p50": statistics.median(ms), "p99": float(np.percentile(ms, 99)), "precision": classifier.precision}
+
+
+def _worker(pkg: Path, confs_path: Path, runtime: str, precision: str, n: int) -> int:
+    """One runtime in its own process (no other runtime's thread pool spinning beside it): print the samples."""
+    from contracts.confs import load_confs
+    from contracts.model_package import Manifest
+
+    manifest = Manifest.model_validate_json((pkg / "manifest.json").read_bytes())
+    classifier = _load(pkg, manifest, load_confs(confs_path).edge_node, runtime, precision)
+    if isinstance(classifier, str):
+        print(json.dumps({"error": classifier}))
+        return 0
+    tensor = classifier.preprocess(np.random.default_rng(0).integers(0, 256, (224, 224, 3)).astype(np.uint8))
+    print(json.dumps({"ms": _times(lambda: classifier.infer_raw(tensor), n), "precision": classifier.precision}))
+    return 0
+
+
+def _time_in_turns(pkg: Path, confs_path: Path, wanted: list[tuple[str, str]], n: int, rounds: int = 3) -> dict:  # type: ignore[type-arg]
+    """Each runtime in its own process, in turns over several rounds, so a change in load falls on all alike."""
+    import subprocess
+
+    samples: dict[str, list[float]] = {f"{r}_{p}": [] for r, p in wanted}
+    results: dict[str, dict | str] = {}
+    for _ in range(rounds):
+        for runtime, precision in wanted:
+            cmd = [sys.executable, __file__, "--worker", str(pkg), runtime, precision, "--confs", str(confs_path),
+                   "--iterations", str(max(n // rounds, 20))]
+            out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+            key = f"{runtime}_{precision}"
+            if "error" in out:
+                results[key] = out["error"]
+                continue
+            samples[key] += out["ms"]
+            results[key] = {"precision": out["precision"]}
+    for key, ms in samples.items():
+        if ms and isinstance(results.get(key), dict):
+            results[key].update(p50=statistics.median(ms), p99=float(np.percentile(ms, 99)))  # type: ignore[union-attr]
+    return results
 
 
 def _keras_ms(run: Path, image: np.ndarray, n: int) -> float | None:
@@ -83,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, help="training run with model.keras, to time Keras too")
     parser.add_argument("--confs", type=Path, default=Path("confs.json"))
     parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--worker", nargs=3, metavar=("PKG_DIR", "RUNTIME", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.worker:
+        return _worker(Path(args.worker[0]), args.confs, args.worker[1], args.worker[2], args.iterations)
     from contracts.confs import load_confs
     from contracts.model_package import parse_public_key, unpack_package
 
@@ -97,18 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     native = _native_precisions()
     image = np.random.default_rng(0).integers(0, 256, (224, 224, 3)).astype(np.uint8)
     timings: dict[str, dict | str] = {}
+    default = f"{confs.edge_node.runtime}_{confs.edge_node.inference_precision}"
     with tempfile.TemporaryDirectory() as tmp:
         pkg = Path(tmp) / "pkg"
         manifest = unpack_package(package, pkg, keys)
-        for runtime, precision in COMBINATIONS:
-            if precision not in native:
-                timings[f"{runtime}_{precision}"] = f"this CPU has no native {precision}"
-                continue
-            timings[f"{runtime}_{precision}"] = _time_runtime(pkg, manifest, confs.edge_node, runtime, precision, image, args.iterations)
-        default = f"{confs.edge_node.runtime}_{confs.edge_node.inference_precision}"
-        if default not in timings:
-            timings[default] = _time_runtime(pkg, manifest, confs.edge_node, confs.edge_node.runtime,
-                                             confs.edge_node.inference_precision, image, args.iterations)
+        wanted = [(r, p) for r, p in COMBINATIONS if p in native]
+        if default not in {f"{r}_{p}" for r, p in wanted}:
+            wanted.append((confs.edge_node.runtime, confs.edge_node.inference_precision))
+        timings.update({f"{r}_{p}": f"this CPU has no native {p}" for r, p in COMBINATIONS if p not in native})
+        timings.update(_time_in_turns(pkg, args.confs.resolve(), wanted, args.iterations))
 
     def p50(key: str) -> float | None:
         value = timings.get(key)
