@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
+from support.sse import events
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -14,22 +13,6 @@ from dashboard.db import Database
 from dashboard.models import Device, User
 from dashboard.reads.charts import chart_data, chart_range, gap_threshold
 from support.web_seed import add_alert, add_device, add_telemetry, now, sign_in
-
-
-def events(chunks: Iterator[bytes], until: Callable[[list[tuple[str, dict]]], bool]) -> list[tuple[str, dict]]:  # type: ignore[type-arg]
-    """Parse SSE frames until `until(events)` holds or the stream ends."""
-    seen: list[tuple[str, dict]] = []  # type: ignore[type-arg]
-    buffer = b""
-    for chunk in chunks:
-        buffer += chunk
-        while b"\n\n" in buffer:
-            frame, buffer = buffer.split(b"\n\n", 1)
-            fields = dict(line.split(": ", 1) for line in frame.decode().splitlines() if ": " in line and not line.startswith(":"))
-            if "event" in fields:
-                seen.append((fields["event"], json.loads(fields["data"])))
-        if until(seen):
-            break
-    return seen
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from support.sse import events
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -116,22 +115,6 @@ def test_rising_share_of_out_of_distribution_results_raises_an_alert_that_clears
     store(db, *ood_results(payloads, "devA", [False] * 20, T0 + timedelta(minutes=2)))
     [alert] = [a for a in evaluate(db, rules, T0 + timedelta(minutes=3)) if a.kind == "ood_share"]
     assert alert.resolved_at is not None
-
-
-def events(chunks: Iterator[bytes], until: Callable[[list[tuple[str, dict]]], bool]) -> list[tuple[str, dict]]:
-    """Parse SSE frames until `until(events)` holds or the stream ends."""
-    seen: list[tuple[str, dict]] = []
-    buffer = b""
-    for chunk in chunks:
-        buffer += chunk
-        while b"\n\n" in buffer:
-            frame, buffer = buffer.split(b"\n\n", 1)
-            fields = dict(line.split(": ", 1) for line in frame.decode().splitlines() if ": " in line and not line.startswith(":"))
-            if "event" in fields:
-                seen.append((fields["event"], json.loads(fields["data"])))
-        if until(seen):
-            break
-    return seen
 
 
 @pytest.fixture

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 
+from support.sse import events
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -21,22 +20,6 @@ def viewer(app: Flask, viewer_user: tuple[User, str]) -> FlaskClient:
     """A signed-in viewer; streams poll every 50 ms and live 1.5 s in these tests."""
     app.config.update(SSE_POLL_S=0.05, SSE_LIFETIME_S=1.5)
     return sign_in(app.test_client(), viewer_user[0].username, viewer_user[1])
-
-
-def events(chunks: Iterator[bytes], until: Callable[[list[tuple[str, dict]]], bool]) -> list[tuple[str, dict]]:
-    """Parse SSE frames from a streamed body until `until(events)` holds or the stream ends."""
-    seen: list[tuple[str, dict]] = []
-    buffer = b""
-    for chunk in chunks:
-        buffer += chunk
-        while b"\n\n" in buffer:
-            frame, buffer = buffer.split(b"\n\n", 1)
-            fields = dict(line.split(": ", 1) for line in frame.decode().splitlines() if ": " in line and not line.startswith(":"))
-            if "event" in fields:
-                seen.append((fields["event"], json.loads(fields["data"])))
-        if until(seen):
-            break
-    return seen
 
 
 def test_fleet_stream_sends_each_node_then_only_changes(viewer: FlaskClient, db: Database) -> None:
