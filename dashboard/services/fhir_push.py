@@ -18,7 +18,7 @@ from contracts.confs import DashboardConfs, read_secret
 from contracts.lab_confs import FhirConfs
 from dashboard.db import Database
 from dashboard.models import FhirPush, utcnow
-from dashboard.services import audit, fhir, specimens
+from dashboard.services import audit, fhir, retries, specimens
 
 logger = logging.getLogger(__name__)
 ACTOR = "system"
@@ -57,17 +57,13 @@ def _record(session: Session, confs: FhirConfs, specimen_id: str, error: str | N
         return
     row.attempts += 1
     details = {"specimen_id": specimen_id, "attempts": row.attempts, "report": fhir.report_id(specimen_id)}
-    if error is None:
-        row.state, row.sent_at, row.last_error = "sent", now, None
+    outcome = retries.settle(row, error, now, confs.max_attempts, confs.retry_after_s)
+    if outcome == "sent":
         audit.record(session, ACTOR, "fhir.pushed", f"specimen {specimen_id}", details)
-    elif row.attempts >= confs.max_attempts:
-        row.state, row.last_error = "failed", error[:2000]
-        audit.record(session, ACTOR, "fhir.push_failed", f"specimen {specimen_id}", {**details, "error": error[:500]})
+    elif outcome == "failed":
+        audit.record(session, ACTOR, "fhir.push_failed", f"specimen {specimen_id}", {**details, "error": (error or "")[:500]})
     else:
-        row.last_error = error[:2000]
-        row.next_attempt_at = now + timedelta(seconds=confs.retry_after_s * 2 ** (row.attempts - 1))
         logger.warning("FHIR push of specimen %s failed, try %d: %s", specimen_id, row.attempts, error)
-
 
 def run_once(db: Database, confs: DashboardConfs, now: datetime | None = None, sender: Sender = send) -> int:
     """Queue newly final specimens, then push what is due; returns how many were sent. Nothing without a base_url."""

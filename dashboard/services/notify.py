@@ -21,7 +21,7 @@ from contracts.alert_confs import NotifyConfs
 from contracts.confs import read_secret
 from dashboard.db import Database
 from dashboard.models import Alert, Notification, utcnow
-from dashboard.services import audit
+from dashboard.services import audit, retries
 
 logger = logging.getLogger(__name__)
 RANK = {"info": 0, "warning": 1, "critical": 2}
@@ -120,17 +120,13 @@ def record(session: Session, confs: NotifyConfs, item: Outbound, error: str | No
         return
     row.attempts = item.attempts + 1
     details = {"alert_id": item.alert["id"], "channel": item.channel, "target": item.target, "attempts": row.attempts}
-    if error is None:
-        row.state, row.sent_at, row.last_error = "sent", now, None
+    outcome = retries.settle(row, error, now, confs.max_attempts, confs.retry_after_s)
+    if outcome == "sent":
         audit.record(session, ACTOR, "alert.notify", f"alert {item.alert['id']}", details)
-    elif row.attempts >= confs.max_attempts:
-        row.state, row.last_error = "failed", error[:2000]
-        audit.record(session, ACTOR, "alert.notify_failed", f"alert {item.alert['id']}", {**details, "error": error[:500]})
+    elif outcome == "failed":
+        audit.record(session, ACTOR, "alert.notify_failed", f"alert {item.alert['id']}", {**details, "error": (error or "")[:500]})
     else:
-        row.last_error = error[:2000]
-        row.next_attempt_at = now + timedelta(seconds=confs.retry_after_s * 2 ** (row.attempts - 1))
         logger.warning("notification %d (%s) failed, try %d: %s", row.id, item.channel, row.attempts, error)
-
 
 def run_once(db: Database, confs: NotifyConfs, public_url: str, now: datetime | None = None) -> int:
     """Queue new alerts, then send what is due; returns how many were sent."""
