@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from flask import Flask, current_app
@@ -17,7 +18,7 @@ from dashboard.services import audit, devices, releases, tokens, users
 BROKER_DIR_ENV = "BROKER_CONFIG_DIR"
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     """Exit non-zero with a clear message and no traceback."""
     raise click.ClickException(message)
 
@@ -70,28 +71,48 @@ def _default_broker_dir() -> Path:
 @click.command("add-device")
 @with_appcontext
 @click.argument("device_id")
-@click.option("--zone", required=True, help="zone of the node (topic segment)")
-@click.option("--location", default=None, help="location (default: confs identity.location)")
+@click.option("--zone", default=None, help="zone of the node (topic segment); taken from the broker's registry if it knows the node")
+@click.option("--location", default=None, help="location (default: the broker's registry, else confs identity.location)")
 @click.option("--broker-dir", type=click.Path(path_type=Path), default=None,
               help=f"generated broker config dir (default ${BROKER_DIR_ENV} or broker_config/generated)")
 @click.option("--reload-broker", is_flag=True, help="SIGHUP the running broker so the account works at once")
-def add_device_command(device_id: str, zone: str, location: str | None, broker_dir: Path | None, reload_broker: bool) -> None:
-    """Register a node: broker account + ACL, dashboard record, download token; prints its confs snippet."""
+def add_device_command(device_id: str, zone: str | None, location: str | None, broker_dir: Path | None,
+                       reload_broker: bool) -> None:
+    """Register a node: its dashboard record and download token, and its broker account unless the broker has it.
+
+    The broker's registry.json is the one list of nodes: a node already in it keeps its place and account
+    (the registry may be read-only, as in the dashboard container); a new one is added to it first.
+    """
     from broker_config.manage import GeneratedPaths, add_device, reload_broker as sighup
-    from broker_config.registry import InvalidName
+    from broker_config.registry import InvalidName, load_registry
 
     confs = current_app.config["CONFS"]
-    location = location or confs.identity.location
     broker_dir = broker_dir or _default_broker_dir()
+    try:
+        known = load_registry(GeneratedPaths(broker_dir).registry).devices.get(device_id)
+    except (InvalidName, KeyError, ValueError, OSError) as exc:
+        _fail(f"cannot read the broker's device registry in {broker_dir}: {exc}")
+    if known is not None:
+        if (zone or known.zone, location or known.location) != (known.zone, known.location):
+            _fail(f"device {device_id!r} is registered on the broker in {known.location}/{known.zone}")
+        location, zone = known.location, known.zone
+    elif zone is None:
+        _fail(f"the broker does not know {device_id!r} yet: give --zone to register it")
+    location = location or confs.identity.location
+    password = None
     try:
         with get_db().session() as session:
             device = devices.register_device(session, device_id, location, zone)
             token = tokens.create_device_token(session, device)
-            password = add_device(broker_dir, device_id, location, zone)
+            if known is None:
+                password = add_device(broker_dir, device_id, location, zone)
             audit.record(session, "cli", "device.add", device_id, {"location": location, "zone": zone})
-    except (devices.DeviceError, InvalidName, OSError) as exc:
+    except (devices.DeviceError, InvalidName) as exc:
         _fail(str(exc))
-    if reload_broker:
+    except OSError as exc:
+        _fail(f"cannot add {device_id!r} to the broker's registry ({exc}): register it there first "
+              "(`python -m broker_config add-device` or docker/prepare.py)")
+    if reload_broker and password is not None:
         try:
             sighup(GeneratedPaths(broker_dir).pid_file)
         except (RuntimeError, OSError) as exc:
@@ -105,7 +126,10 @@ def add_device_command(device_id: str, zone: str, location: str | None, broker_d
     click.echo(f"device {device_id!r} registered in {location}/{zone}. confs.json snippet for the node:")
     click.echo(json.dumps(snippet, indent=2))
     click.echo("secrets, shown once (store them in the files named above, mode 600):")
-    click.echo(f"  MQTT password:  {password}")
+    if password is None:
+        click.echo("  MQTT password:  (the broker already had this account: see credentials.json where it was made)")
+    else:
+        click.echo(f"  MQTT password:  {password}")
     click.echo(f"  download token: {token}")
 
 

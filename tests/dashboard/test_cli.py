@@ -8,7 +8,7 @@ import tarfile
 
 from sqlalchemy import select
 
-from broker_config.manage import GeneratedPaths, read_credentials
+from broker_config.manage import GeneratedPaths, add_device, read_credentials
 from broker_config.registry import load_registry
 from dashboard.models import Device, ModelRelease
 from dashboard.services import tokens, users
@@ -61,6 +61,24 @@ def test_add_device_creates_broker_account_acl_token_and_snippet(runner, db, tmp
         assert tokens.device_for_token(session, token) == "node-7"
     bad = runner.invoke(args=["add-device", "../evil", "--zone", "Lab2", "--broker-dir", str(broker_dir)])
     assert bad.exit_code != 0 and "Traceback" not in bad.output
+
+
+def test_add_device_adopts_a_node_the_broker_knows_without_touching_its_registry(runner, db, tmp_path) -> None:
+    broker_dir = tmp_path / "broker"
+    password = add_device(broker_dir, "node-8", "Site", "Lab3")
+    before = {path.name: path.read_bytes() for path in broker_dir.iterdir() if path.is_file()}
+    result = runner.invoke(args=["add-device", "node-8", "--broker-dir", str(broker_dir)])
+    assert result.exit_code == 0, result.output
+    assert password not in result.output and "already had this account" in result.output
+    assert {path.name: path.read_bytes() for path in broker_dir.iterdir() if path.is_file()} == before
+    token = re.search(r"download token:\s+(\S+)", result.output).group(1)
+    with db.session() as session:
+        assert (session.get(Device, "node-8").location, session.get(Device, "node-8").zone) == ("Site", "Lab3")
+        assert tokens.device_for_token(session, token) == "node-8"
+    moved = runner.invoke(args=["add-device", "node-8", "--zone", "Lab4", "--broker-dir", str(broker_dir)])
+    assert moved.exit_code != 0 and "Site/Lab3" in moved.output
+    unknown = runner.invoke(args=["add-device", "node-9", "--broker-dir", str(broker_dir)])
+    assert unknown.exit_code != 0 and "--zone" in unknown.output and "Traceback" not in unknown.output
 
 
 def test_register_model_verifies_and_stores(runner, db, signing_key, tmp_path) -> None:
