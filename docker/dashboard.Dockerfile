@@ -1,14 +1,25 @@
 # Dashboard image (web and ingest): the `dashboard` extra, served by gunicorn.
-FROM python:3.11-slim AS build
+# BASE_IMAGE: the Python image, or a bare Debian bookworm (test-deploy's local base), which gets Debian's Python 3.11.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE} AS python
+RUN if ! command -v python3 >/dev/null; then \
+        apt-get update \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
+
+FROM python AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml ./
 COPY contracts ./contracts
+# broker_config: `flask --app dashboard add-device` reads the broker's device registry.
+COPY broker_config ./broker_config
 COPY dashboard ./dashboard
 RUN /opt/venv/bin/pip install ".[dashboard]"
 
-FROM python:3.11-slim
+FROM python
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 DASHBOARD_CONFS=/app/confs.json
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /data --shell /usr/sbin/nologin app \

@@ -29,9 +29,16 @@ def mount_source(service: dict[str, Any], target: str) -> dict[str, Any] | None:
 
 
 def published(service: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    """Published ports by container port (long syntax required, so host_ip is explicit)."""
+    """Published ports by container port, from `[HOST_IP:]PUBLISHED:TARGET/PROTOCOL` entries.
+
+    The short syntax, because docker-compose 1.29 (Debian's) refuses `host_ip` in the long one.
+    """
     ports = {}
     for port in service.get("ports", []):
-        assert isinstance(port, dict), f"use the long port syntax, not {port!r}"
-        ports[int(port["target"])] = port
+        assert isinstance(port, str), f"use `[HOST_IP:]PUBLISHED:TARGET/PROTOCOL`, not {port!r}"
+        address, _, protocol = port.partition("/")
+        assert protocol == "tcp", f"name the protocol of {port!r}"
+        *host_ip, published_port, target = address.split(":")
+        ports[int(target)] = {"target": int(target), "published": published_port, "protocol": protocol,
+                              "host_ip": host_ip[0] if host_ip else ""}
     return ports

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -59,9 +60,11 @@ def test_only_the_trainer_waits_for_a_profile(services: dict[str, Any]) -> None:
     assert [name for name, s in services.items() if s.get("profiles")] == ["trainer"]
 
 
-def test_broker_is_mosquitto_2(services: dict[str, Any]) -> None:
-    assert services["broker"]["image"] == "eclipse-mosquitto:2"
-    assert "healthcheck" in services["broker"]
+def test_broker_is_debians_mosquitto_2_built_here(services: dict[str, Any]) -> None:
+    broker = services["broker"]
+    assert broker["build"]["dockerfile"] == "docker/broker.Dockerfile" and "healthcheck" in broker
+    dockerfile = (ROOT / "docker" / "broker.Dockerfile").read_text()
+    assert re.search(r"apt-get install [^\n]*\bmosquitto mosquitto-clients\b", dockerfile)
 
 
 def test_dashboard_web_runs_gunicorn_not_the_flask_dev_server(services: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""Each image is python:3.11-slim, runs as a non-root user and installs only its part's extra."""
+"""Each image builds FROM a BASE_IMAGE argument, runs as a non-root user and installs only its part's extra."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from deploy.compose_support import ROOT
 
 IMAGES = {"edge_node": "edge", "dashboard": "dashboard", "trainer": "trainer"}
 OTHER_PARTS = {"edge_node": ("dashboard", "trainer"), "dashboard": ("edge_node", "trainer"), "trainer": ("edge_node", "dashboard")}
+DEFAULT_BASE = "ARG BASE_IMAGE=python:3.11-slim-bookworm"
 
 
 def _dockerfile(part: str) -> str:
@@ -20,11 +21,26 @@ def _extras() -> dict[str, list[str]]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
 
 
-@pytest.mark.parametrize("part", IMAGES)
-def test_base_image_and_non_root_user(part: str) -> None:
+@pytest.mark.parametrize("part", [*IMAGES, "broker"])
+def test_every_stage_starts_from_the_base_image_argument(part: str) -> None:
     text = _dockerfile(part)
-    assert all(line.split()[1] == "python:3.11-slim" for line in text.splitlines() if line.startswith("FROM "))
-    users = re.findall(r"^USER (\S+)$", text, re.M)
+    assert text.count(DEFAULT_BASE) == 1 and text.index(DEFAULT_BASE) < text.index("\nFROM ")
+    stages = re.findall(r"^FROM (\S+)(?: AS (\S+))?$", text, re.M)
+    named = {name for _, name in stages if name}
+    assert stages[0][0] == "${BASE_IMAGE}"
+    assert all(source == "${BASE_IMAGE}" or source in named for source, _ in stages), stages
+
+
+@pytest.mark.parametrize("part", IMAGES)
+def test_a_bare_debian_base_gets_debians_python(part: str) -> None:
+    text = _dockerfile(part)
+    assert re.search(r"if ! command -v python3 .*\n.*\n.*apt-get install -y --no-install-recommends python3 python3-venv", text)
+    assert "python3 -m venv /opt/venv" in text, "Debian's Python refuses pip outside a venv (PEP 668)"
+
+
+@pytest.mark.parametrize("part", IMAGES)
+def test_non_root_user(part: str) -> None:
+    users = re.findall(r"^USER (\S+)$", _dockerfile(part), re.M)
     assert users and users[-1] not in ("root", "0")
 
 
@@ -40,6 +56,10 @@ def test_copies_only_contracts_and_its_own_package(part: str) -> None:
     for other in OTHER_PARTS[part]:
         assert other not in copied, f"{part} image copies {other}"
     assert {"contracts", part} <= set(copied)
+
+
+def test_dashboard_image_holds_broker_config_for_add_device() -> None:
+    assert "COPY broker_config ./broker_config" in _dockerfile("dashboard")
 
 
 @pytest.mark.parametrize("extra", ["edge", "dashboard"])
@@ -60,5 +80,5 @@ def test_long_running_images_have_a_healthcheck(part: str) -> None:
 def test_dockerignore_keeps_secrets_and_state_out_of_the_build_context() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", "var", "keys", "secrets", "runs", "**/*.env", "**/*.pem", "**/*.key"} <= ignored
-    for needed in ("pyproject.toml", "contracts", "edge_node", "dashboard", "trainer", "docker"):
+    for needed in ("pyproject.toml", "contracts", "edge_node", "dashboard", "trainer", "broker_config", "docker"):
         assert needed not in ignored
