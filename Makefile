@@ -9,11 +9,12 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)-$(sub
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test bench train cv faults security check-config clean help
+.PHONY: install system-deps deploy-deps demo test test-deploy bench train cv faults security check-config clean help
 
 help:
 	@echo "make demo    install what is missing, then run the whole system"
 	@echo "make test    install what is missing, then run the tests"
+	@echo "make test-deploy build every image, run the system in containers and prove it works (needs root)"
 	@echo "make bench   run the benchmarks (each prints one JSON line of figures)"
 	@echo "make train   cross-validate, retrain and package the released model from ../shared/datasets/all-aria (DATA=DIR)"
 	@echo "make cv      grouped 5-fold cross-validation of the training recipe (runs/cv, resumable)"
@@ -48,6 +49,21 @@ demo: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Debian's engine and compose, and debootstrap for a local base image when no registry answers.
+deploy-deps:
+	@missing=""; \
+	command -v dockerd >/dev/null || missing="$$missing docker.io"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+# Starts a private dockerd under var/docker-engine unless one answers; prints one JSON line of what it proved.
+test-deploy: install deploy-deps
+	$(SUDO) $(PY) -m scripts.test_deploy $(DEPLOY_ARGS)
 
 bench: install
 	@for bench in bench/*.py; do echo "== $$bench"; $(PY) $$bench || exit 1; done

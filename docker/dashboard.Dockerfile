@@ -4,12 +4,13 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE} AS python
 RUN if ! command -v python3 >/dev/null; then \
         apt-get update \
-        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
         && rm -rf /var/lib/apt/lists/*; \
     fi
 
 FROM python AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# pip trusts the system's CA store (with any CA the base added), not only its own bundle.
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 RUN python3 -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml ./
@@ -33,7 +34,7 @@ USER app
 # /data (SQLite database, packages, secret key) is a volume shared by web and ingest.
 VOLUME ["/data"]
 EXPOSE 5000
-HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "/usr/local/bin/healthcheck.py", "http://127.0.0.1:5000/login", "200"]
 ENTRYPOINT ["/bin/sh", "/usr/local/bin/entrypoint-dashboard.sh"]
 CMD ["gunicorn", "--config", "python:dashboard.gunicorn_conf", "--bind", "0.0.0.0:5000", "--workers", "2", \

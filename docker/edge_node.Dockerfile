@@ -4,12 +4,13 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE} AS python
 RUN if ! command -v python3 >/dev/null; then \
         apt-get update \
-        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
         && rm -rf /var/lib/apt/lists/*; \
     fi
 
 FROM python AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# pip trusts the system's CA store (with any CA the base added), not only its own bundle.
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 RUN python3 -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml ./
@@ -31,6 +32,6 @@ USER app
 VOLUME ["/data"]
 EXPOSE 8080
 # The node serves only POST /Inference, so a GET answered with 405 means it is up.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "/usr/local/bin/healthcheck.py", "http://127.0.0.1:8080/Inference", "405"]
 CMD ["python", "-m", "edge_node", "run", "--confs", "/app/confs.json"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ def published(service: dict[str, Any]) -> dict[int, dict[str, Any]]:
     ports = {}
     for port in service.get("ports", []):
         assert isinstance(port, str), f"use `[HOST_IP:]PUBLISHED:TARGET/PROTOCOL`, not {port!r}"
-        address, _, protocol = port.partition("/")
+        # Host ports may be `${VARIABLE:-default}`: the default stands for them here.
+        address, _, protocol = re.sub(r"\$\{\w+:-(\d+)\}", r"\1", port).partition("/")
         assert protocol == "tcp", f"name the protocol of {port!r}"
         *host_ip, published_port, target = address.split(":")
         ports[int(target)] = {"target": int(target), "published": published_port, "protocol": protocol,
