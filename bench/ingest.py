@@ -1,15 +1,19 @@
-"""Ingest throughput through the real broker into SQLite: batched transactions vs a commit per message.
+"""Ingest throughput through the real broker into SQLite or PostgreSQL: batched transactions vs a commit per message.
 
 Messages are queued by Mosquitto for the ingest workers' persistent sessions while they are away
 (published by several processes), then the workers connect and drain them; the figure is messages
-committed per second from connect until the last one is in the database. The ingest runs in its
-own process, as `python -m dashboard.ingest` does; `--workers N` runs N of them in one MQTT 5 shared
-subscription group for both modes, so the ratio compares like with like. Ends with one JSON line.
+committed per second from connect until the last one is in the database. Each worker runs in its
+own process, as `python -m dashboard.ingest` runs them: by default one per usable core (`--workers
+auto`, as shipped) in the MQTT 5 shared subscription group `ingest`, each logging in as its own
+broker account (the broker binds client ids to accounts, as production renders it); both modes use
+the same workers, so the ratio compares like with like. `--database postgresql` runs against a
+throw-away PostgreSQL cluster (initdb + pg_ctl on a free port). Ends with one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -29,9 +33,12 @@ from sqlalchemy import func, select  # noqa: E402
 from broker_config import BrokerSettings, render  # noqa: E402
 from broker_harness import make_broker  # noqa: E402
 from contracts.messages import SensorsMessage, to_bytes  # noqa: E402
+from contracts.topics import ingest_account  # noqa: E402
 from dashboard.db import Database  # noqa: E402
 from dashboard.ingest.store import BatchWriter  # noqa: E402
-from dashboard.ingest.worker import IngestSettings, IngestWorker  # noqa: E402
+from dashboard.ingest.supervise import worker_count  # noqa: E402
+from dashboard.ingest.worker import DEFAULT_SHARED_GROUP, IngestSettings, IngestWorker  # noqa: E402
+from support.pg_cluster import postgres_cluster  # noqa: E402
 from dashboard.migrations import upgrade_database  # noqa: E402
 from dashboard.models import Classification  # noqa: E402
 
@@ -93,11 +100,13 @@ def run_mode(broker: Any, db_url: str, total: int, batch_size: int, flush_s: flo
     """
     database = Database(db_url)
     upgrade_database(database.engine)
-    group = name if workers > 1 else None
-    settings = [IngestSettings(host=broker.host, port=broker.port, username=broker.dashboard_user,
+    group = DEFAULT_SHARED_GROUP if workers > 1 else None
+    # As `python -m dashboard.ingest --workers N` logs in: worker n as its own account (both modes reuse the sessions).
+    settings = [IngestSettings(host=broker.host, port=broker.port, username=ingest_account(broker.dashboard_user, n),
                                password=broker.credentials[broker.dashboard_user], location=broker.location,
-                               app_id=broker.dashboard_app, client_id=f"{name}-{n}", shared_group=group,
-                               batch_size=batch_size, flush_interval_s=flush_s) for n in range(workers)]
+                               app_id=broker.dashboard_app, client_id=f"{broker.dashboard_app}-ingest-{n}",
+                               shared_group=group, batch_size=batch_size, flush_interval_s=flush_s)
+                for n in range(1, workers + 1)]
     for each in settings:  # make the persistent sessions and their subscriptions
         first = IngestWorker(each, BatchWriter(database))
         first.start()
@@ -146,32 +155,42 @@ def run_mode(broker: Any, db_url: str, total: int, batch_size: int, flush_s: flo
 def main(argv: list[str] | None = None) -> int:
     """Run both modes on one broker and print figures plus the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=1,
-                        help="ingest processes in one shared subscription group (on SQLite they queue for its one writer lock)")
+    parser.add_argument("--workers", type=worker_count, default="auto", metavar="auto|N",
+                        help="ingest processes in one shared subscription group (default auto: one per usable core)")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="sqlite (default) or postgresql (a throw-away cluster on a free port)")
     args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, contextlib.ExitStack() as stack:
+        if args.database == "postgresql":
+            cluster = stack.enter_context(postgres_cluster())
+            batched_url, single_url = cluster.create_database("batched"), cluster.create_database("single")
+        else:
+            batched_url, single_url = f"sqlite:///{tmp}/batched.db", f"sqlite:///{tmp}/single.db"
         broker = make_broker(Path(tmp) / "broker", devices=DEVICES, start=False)
-        # Unlimited queue so the whole burst waits for the ingest sessions (the default caps it at 10,000).
+        # Unlimited queue so the whole burst waits for the ingest sessions (the default caps it at 10,000);
+        # client ids bound to accounts, as production renders it.
         settings = BrokerSettings(run_as="root", tls_bind="127.0.0.1", log_dest=f"file {broker.paths.log}",
                                   max_queued_messages=0, autosave_interval=60)
         render(broker.root, broker.port, broker.tls_port, settings)
         broker.start()
         try:
-            batched, sent_b, stored_b, cpu_b = run_mode(broker, f"sqlite:///{tmp}/batched.db", BATCHED_MESSAGES, 1000, 0.1,
-                                                 "bench-batched", args.workers)
+            load_before = os.getloadavg()
+            batched, sent_b, stored_b, cpu_b = run_mode(broker, batched_url, BATCHED_MESSAGES, 1000, 0.1, "bench-batched",
+                                                         args.workers)
             print(f"batched (up to 1000 per transaction): {batched:,.0f} msg/s, {stored_b}/{sent_b} stored, {cpu_b:.0f} us CPU each")
-            single, sent_s, stored_s, cpu_s = run_mode(broker, f"sqlite:///{tmp}/single.db", PER_MESSAGE_MESSAGES, 1, 0.0,
-                                                "bench-single", args.workers)
+            single, sent_s, stored_s, cpu_s = run_mode(broker, single_url, PER_MESSAGE_MESSAGES, 1, 0.0, "bench-single",
+                                                       args.workers)
             print(f"commit per message:                   {single:,.0f} msg/s, {stored_s}/{sent_s} stored, {cpu_s:.0f} us CPU each")
-            print(f"ratio: {batched / single:.1f}x with {args.workers} worker(s); load average {os.getloadavg()}")
+            print(f"ratio: {batched / single:.1f}x with {args.workers} worker(s) on {args.database}; "
+                  f"load average before {load_before}, after {os.getloadavg()}")
         finally:
             broker.close()
     sent, stored = sent_b + sent_s, stored_b + stored_s
-    print(json.dumps({"batched_msgs_per_s": round(batched, 1), "per_message_msgs_per_s": round(single, 1),
-                      "sent": sent, "stored": stored, "lost": sent - stored, "workers": args.workers,
-                      "batched_cpu_us_per_msg": round(cpu_b, 1), "load_average_1m": round(os.getloadavg()[0], 2)}))
+    print(json.dumps({"database": args.database, "workers": args.workers, "stored_per_s": round(batched, 1),
+                      "per_message_per_s": round(single, 1), "ratio": round(batched / single, 1), "sent": sent,
+                      "stored": stored, "lost": sent - stored, "batched_cpu_us_per_msg": round(cpu_b, 1),
+                      "load_before": [round(x, 2) for x in load_before],
+                      "load_after": [round(x, 2) for x in os.getloadavg()]}))
     return 0 if sent == stored else 1
 
 

@@ -1,11 +1,11 @@
 """Production Mosquitto configuration: rendering, accounts, ACL, bridges and TLS material."""
 
 from broker_config.bridge import BridgeLink, add_bridge, render_bridge_conf, write_bridge
+from broker_config.dashboards import add_dashboard
 from broker_config.manage import (
     DEFAULT_OUT,
     BrokerSettings,
     GeneratedPaths,
-    add_dashboard,
     add_device,
     add_devices,
     read_credentials,

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from broker_config.bridge import BridgeLink, add_bridge, write_bridge
+from broker_config.dashboards import DEFAULT_INGEST_WORKERS, add_dashboard
 from broker_config.manage import (
     DEFAULT_OUT,
     BrokerSettings,
     GeneratedPaths,
-    add_dashboard,
     add_device,
     reload_broker,
     render,
@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--location", action="append", type=_name_type("location"), default=[], help="extra location (repeat)"
     )
+    b.add_argument("--ingest-workers", type=int, default=DEFAULT_INGEST_WORKERS, metavar="N",
+                   help=f"accounts for N ingest workers side by side: USER, USER.ingest-2 ... (default {DEFAULT_INGEST_WORKERS})")
     b.add_argument("--reload", action="store_true", help="SIGHUP the running broker afterwards")
 
     a = with_out(sub.add_parser("add-bridge", help="on the central broker: a building's bridge account, password once"))
@@ -126,8 +128,10 @@ def _run(args: argparse.Namespace) -> None:
         password = add_device(args.out, args.device_id, args.location, args.zone, replace=args.replace)
         print(f"device {args.device_id} password: {password}\n(saved in {paths.credentials}, mode 600)")
     elif args.command == "add-dashboard":
-        password = add_dashboard(args.out, args.username, args.app, tuple(args.location))
-        print(f"dashboard {args.username} password: {password}\n(saved in {paths.credentials}, mode 600)")
+        password = add_dashboard(args.out, args.username, args.app, tuple(args.location),
+                                 ingest_workers=args.ingest_workers)
+        print(f"dashboard {args.username} password: {password} (also for its {args.ingest_workers - 1} ingest worker "
+              f"accounts)\n(saved in {paths.credentials}, mode 600)")
     elif args.command == "add-bridge":
         password = add_bridge(args.out, args.username, args.location, tuple(args.zone))
         print(f"bridge {args.username} password: {password}\n(saved in {paths.credentials}, mode 600)")

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from broker_config.passwords import generate_password, hash_password, read_passwd, set_password, write_passwd
 from broker_config.registry import (
-    Dashboard,
     Device,
     InvalidName,
     check_name,
@@ -295,30 +294,6 @@ def add_devices(out_dir: Path, devices: Iterable[tuple[str, str, str]]) -> dict[
     _keeping_owner(paths.passwd, lambda: write_passwd(paths.passwd, entries))
     _refresh_acl(paths)
     return passwords
-
-
-def add_dashboard(
-    out_dir: Path,
-    username: str = "dashboard",
-    app: str | None = None,
-    locations: tuple[str, ...] = (),
-    password: str | None = None,
-) -> str:
-    """Register (or re-key) a dashboard account and regenerate the ACL; returns the password."""
-    check_name(username, "dashboard username")
-    dashboard = Dashboard(
-        check_name(app or username, "application id"), tuple(check_name(x, "location") for x in locations)
-    )
-    paths = GeneratedPaths(Path(out_dir))
-    paths.root.mkdir(parents=True, exist_ok=True)
-    registry = load_registry(paths.registry)
-    registry.check_unique(username, "dashboard")
-    registry.dashboards[username] = dashboard
-    password = password or generate_password()
-    save_registry(paths.registry, registry)
-    _save_credential(paths, username, password)
-    _refresh_acl(paths)
-    return password
 
 
 def reload_broker(pid_file: Path) -> int:

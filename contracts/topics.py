@@ -126,3 +126,13 @@ def dashboard_subscriptions(location: str, shared_group: str | None = None) -> l
         return patterns
     check_segment(shared_group, "shared subscription group")
     return [f"$share/{shared_group}/{pattern}" for pattern in patterns]
+
+
+def ingest_account(username: str, worker: int) -> str:
+    """The broker account ingest worker `worker` (from 1) logs in as: the dashboard's own, then `USER.ingest-N`."""
+    # The broker binds client ids to accounts, so workers side by side need accounts of their own; broker_config
+    # makes them (add-dashboard --ingest-workers) with the dashboard account's password and ACL.
+    check_segment(username, "username")
+    if worker < 1:
+        raise TopicError(f"invalid ingest worker number {worker}: must be at least 1")
+    return username if worker == 1 else check_segment(f"{username}.ingest-{worker}", "ingest worker username")

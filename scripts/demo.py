@@ -133,7 +133,7 @@ def start_dashboard(stack: Stack, confs: Confs, mqtt_port: int, broker_dir: Path
                          f"registering {node}")
         tokens[node] = find_secret(output, "download token")
     run_cli(flask + ["register-model", str(package)], env, "registering the released model")
-    stack.start("dashboard-ingest", [PYTHON, "-m", "dashboard.ingest", "--confs", str(confs_path)], env)
+    stack.start("dashboard-ingest", [PYTHON, "-m", "dashboard.ingest", "--confs", str(confs_path), "--workers", "auto"], env)
     web = stack.start("dashboard-web", [
         PYTHON, "-m", "gunicorn", "--config", "python:dashboard.gunicorn_conf", "--bind", f"127.0.0.1:{http_port}",
         "--workers", "1", "dashboard:create_app()",

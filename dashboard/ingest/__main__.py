@@ -1,4 +1,4 @@
-"""`python -m dashboard.ingest [--confs PATH] [--shared GROUP] [--worker N]`."""
+"""`python -m dashboard.ingest [--confs PATH] [--workers auto|N] [--shared GROUP] [--worker NAME]`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from dashboard import database_url
 from dashboard.db import Database
 from dashboard.ingest.screen import ClockBounds
 from dashboard.ingest.store import BatchWriter
+from dashboard.ingest.supervise import supervise, worker_commands, worker_count
 from dashboard.ingest.worker import IngestSettings, IngestWorker
 from dashboard.migrations import upgrade_database
 from dashboard.publish import MqttCommandPublisher
@@ -30,13 +31,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m dashboard.ingest", description="Store what nodes publish; run rollouts.")
     parser.add_argument("--confs", type=Path, default=Path(os.environ.get("DASHBOARD_CONFS", "confs.json")))
-    parser.add_argument("--shared", metavar="GROUP", help="MQTT 5 shared subscription group, so workers split the load")
-    parser.add_argument("--worker", default="1", help="worker name within the group (part of the client id)")
+    parser.add_argument("--workers", type=worker_count, default="auto", metavar="auto|N",
+                        help="worker processes in one MQTT 5 shared subscription group (default auto: one per usable "
+                        "core); worker N logs in as USER.ingest-N (made by broker_config add-dashboard)")
+    parser.add_argument("--shared", metavar="GROUP", help="MQTT 5 shared subscription group (default with several "
+                        "workers: ingest), so workers here and on other machines split the load")
+    parser.add_argument("--worker", help="worker name within the group (part of the client id; default 1, or 1..N)")
     parser.add_argument("--username", help="broker account (default: dashboard.app_id); the broker binds client ids "
-                        "to accounts, so each worker running beside another needs its own (add-dashboard --app)")
+                        "to accounts, so ingest on another machine needs its own (add-dashboard --username)")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--flush-ms", type=float, default=100.0)
-    parser.add_argument("--no-engine", action="store_true", help="do not run the rollout engine or the retention job here")
+    parser.add_argument("--no-engine", action="store_true",
+                        help="do not run the rollout engine, the retention job or the alert rules here")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -64,7 +70,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     db = Database(database_url(confs))
     upgrade_database(db.engine)
-    suffix = f"{args.shared}-{args.worker}" if args.shared else args.worker
+    if args.workers > 1:
+        db.dispose()
+        username = args.username or app_id
+        try:
+            commands = worker_commands(args, args.workers, username)
+        except TopicError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return supervise(commands)
+    worker_name = args.worker or "1"
+    suffix = f"{args.shared}-{worker_name}" if args.shared else worker_name
     settings = IngestSettings(
         host=confs.mqtt.host, port=confs.mqtt.port, username=args.username or app_id, password=password,
         location=confs.identity.location, app_id=app_id, client_id=f"{app_id}-ingest-{suffix}",
@@ -92,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 return
 
     alert_thread = threading.Thread(target=evaluate_alerts, name="alerts", daemon=True)
-    # Like the rollout engine, one worker of a shared group runs the retention job (--no-engine on the others).
+    # Like the rollout engine, one worker of a shared group runs retention and alerts (--no-engine on the others).
     retention_thread = threading.Thread(
         target=retention.run_forever, args=(db, confs.dashboard.retention, worker.stopping), name="retention", daemon=True
     )
@@ -103,15 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     worker.start()
-    alert_thread.start()
     if engine is not None:
+        alert_thread.start()
         retention_thread.start()
     logger.info("ingest %s running against %s", settings.client_id, db.engine.url.render_as_string(hide_password=True))
     try:
         worker.run()
     finally:
         worker.stop()
-        alert_thread.join(30)
+        if alert_thread.is_alive():
+            alert_thread.join(30)
         if retention_thread.is_alive():
             retention_thread.join(30)
         db.dispose()

@@ -18,6 +18,8 @@ from dashboard.ingest.validate import Accepted, Rejection, validate
 
 logger = logging.getLogger(__name__)
 SOFTWARE_VERSION = "0.1.0"
+DEFAULT_SHARED_GROUP = "ingest"
+"""The group `python -m dashboard.ingest --workers N` joins unless --shared names another."""
 
 
 @dataclass(frozen=True)
@@ -96,12 +98,19 @@ class IngestWorker:
 
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
-            logger.error("broker refused the connection: %s", reason)
+            logger.error("broker refused the connection of account %s: %s (a worker beyond the dashboard's ingest "
+                         "worker accounts needs broker_config add-dashboard --ingest-workers N)", self.settings.username,
+                         reason)
             return
         self.generation += 1
         logger.info("connected (session present: %s); subscribing", flags.session_present)
-        client.subscribe([(topic, 1) for topic in dashboard_subscriptions(self.settings.location, self.settings.shared_group)])
-        client.publish(application_topic(self.settings.location, self.settings.app_id), self._status(NodeState.ONLINE), qos=1, retain=True)
+        s = self.settings
+        client.subscribe([(topic, 1) for topic in dashboard_subscriptions(s.location, s.shared_group)])
+        # A persistent session keeps the subscriptions of an earlier run with or without --workers: the other form
+        # would deliver every message a second time.
+        other = dashboard_subscriptions(s.location, None if s.shared_group else DEFAULT_SHARED_GROUP)
+        client.unsubscribe(other)
+        client.publish(application_topic(s.location, s.app_id), self._status(NodeState.ONLINE), qos=1, retain=True)
         self.connected.set()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:

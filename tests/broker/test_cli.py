@@ -77,7 +77,8 @@ def test_cli_writes_a_complete_config_with_private_secrets(tmp_path: Path) -> No
     for private in ("passwd", "tls/server.key"):
         assert stat.S_IMODE((tmp_path / private).stat().st_mode) & 0o007 == 0, private
     passwd = (tmp_path / "passwd").read_text()
-    assert creds["devA"] not in passwd and passwd.count("$7$") == 2
+    # devA, the dashboard and its ingest worker accounts (dashboard.ingest-2 ... -16), all hashed.
+    assert creds["devA"] not in passwd and passwd.count("$7$") == 2 + 15 and "dashboard.ingest-16:$7$" in passwd
     conf = (tmp_path / "mosquitto.conf").read_text()
     for line in ("listener 18001 127.0.0.1", "listener 18002", "allow_anonymous false", "per_listener_settings false"):
         assert line in conf.splitlines()

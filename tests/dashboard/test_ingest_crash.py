@@ -35,7 +35,7 @@ def start_ingest(confs_path: Path, broker, log: Path) -> subprocess.Popen[bytes]
     env.pop("DATABASE_URL", None)
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "dashboard.ingest", "--confs", str(confs_path), "--no-engine"],
+            [sys.executable, "-m", "dashboard.ingest", "--confs", str(confs_path), "--workers", "1", "--no-engine"],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
 
