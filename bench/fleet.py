@@ -1,44 +1,48 @@
-"""Fleet benchmark: simulated nodes through the real broker into the real ingest (SQLite), then a real rollout.
+"""Fleet benchmark: simulated nodes through the real broker into the real ingest, then a real rollout.
 
-Part 1: `--nodes` virtual nodes (`python -m edge_node.simulate --cheap`) send Life every second and a
-result every 5 seconds for `--duration` seconds; the ingest process (`python -m dashboard.ingest`)
-stores them in SQLite. Figures: rows stored per second, ingest lag (the row's received_at minus the
-message's sent_at) p50 and p99, and lost (sent minus stored).
-Part 2: a signed release is rolled out by the dashboard's rollout engine (inside the ingest) to
-`--rollout-nodes` other virtual nodes, which download it from the dashboard's package route (served
-here by the real app, with a byte-counting WSGI wrapper). Figures: seconds until every target is
-ACTIVE and package bytes served per node. Ends with one JSON line.
+Part 1: `--nodes` virtual nodes (`python -m edge_node.simulate --cheap`, in processes of up to
+`--nodes-per-process`) send Life every second and a result every 5 seconds for `--duration` seconds;
+the ingest (`python -m dashboard.ingest`, as shipped: one worker per usable core) stores them in
+SQLite, or with `--database postgresql` in a throw-away PostgreSQL cluster. Figures: rows stored per
+second, ingest lag (the row's received_at minus the message's sent_at) p50 and p99, lost (sent minus
+stored), CPU seconds of broker, ingest and simulator, and the simulator's late ticks (a Life or result
+due more than one period ago: the simulator, not the ingest, was behind).
+Part 2 (bench/fleet_rollout.py): a signed release is rolled out by the dashboard's rollout engine to
+`--rollout-nodes` other virtual nodes, which download it from the dashboard's package route. Figures:
+seconds until every target is ACTIVE and package bytes served per node. Ends with one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 import psutil  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
-from werkzeug.serving import make_server  # noqa: E402
+from sqlalchemy import create_engine, select, text  # noqa: E402
 
 from broker_config import add_devices  # noqa: E402
 from broker_harness import BrokerHandle, DeviceInfo, free_port, make_broker  # noqa: E402
 from contracts.model_package import public_key_text  # noqa: E402
+from dashboard.ingest.supervise import usable_cores  # noqa: E402
+from dashboard.models import Classification  # noqa: E402
 from edge_node.simulate.fleet import fleet_device_ids  # noqa: E402
+from fleet_rollout import rollout, wait_for  # noqa: E402
+from support.pg_cluster import postgres_cluster  # noqa: E402
 from support.tiny_package import make_tiny_package  # noqa: E402
 
 
@@ -50,9 +54,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=0.2, help="results per node per second (default 0.2)")
     parser.add_argument("--life-interval", type=float, default=1.0, help="seconds between Life messages (default 1)")
     parser.add_argument("--work-dir", type=Path, help="keep broker, database and logs here (default: temporary)")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="sqlite (default) or postgresql (a throw-away cluster on a free port)")
+    parser.add_argument("--nodes-per-process", type=int, default=500,
+                        help="virtual nodes per simulator process (default 500: one process's GIL bounds its rate)")
     args = parser.parse_args(argv)
-    if args.nodes < 1 or args.duration <= 0 or args.rollout_nodes < 0 or args.rate <= 0 or args.life_interval <= 0:
-        parser.error("--nodes ≥ 1, --duration > 0, --rollout-nodes ≥ 0, --rate > 0 and --life-interval > 0")
+    if (args.nodes < 1 or args.duration <= 0 or args.rollout_nodes < 0 or args.rate <= 0 or args.life_interval <= 0
+            or args.nodes_per_process < 1):
+        parser.error("--nodes ≥ 1, --duration > 0, --rollout-nodes ≥ 0, --rate > 0, --life-interval > 0 and "
+                     "--nodes-per-process ≥ 1")
     return args
 
 
@@ -74,48 +84,26 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
-class ByteCounter:
-    """WSGI wrapper counting response body bytes of package downloads."""
-
-    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
-        self.app = app
-        self.bytes = 0
-        self.requests = 0
-        self._lock = threading.Lock()
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        body = self.app(environ, start_response)
-        if not environ.get("PATH_INFO", "").startswith("/packages/"):
-            return body
-        with self._lock:
-            self.requests += 1
-        return self._count(body)
-
-    def _count(self, body: Iterable[bytes]) -> Iterable[bytes]:
-        try:
-            for chunk in body:
-                with self._lock:
-                    self.bytes += len(chunk)
-                yield chunk
-        finally:
-            close = getattr(body, "close", None)
-            if close is not None:
-                close()
+def stream_ids(nodes: int, per_process: int) -> list[tuple[str, list[str]]]:
+    """The streaming fleet split into simulator processes: (device prefix, its ids) for each."""
+    parts = [min(per_process, nodes - start) for start in range(0, nodes, per_process)]
+    return [(f"fleet-p{n}", fleet_device_ids(f"fleet-p{n}", count)) for n, count in enumerate(parts, 1)]
 
 
 class Bench:
     """Owns the processes of one run; `close()` stops them by PID."""
 
-    def __init__(self, work: Path, broker: BrokerHandle, web_port: int, key: Ed25519PrivateKey) -> None:
+    def __init__(self, work: Path, broker: BrokerHandle, web_port: int, key: Ed25519PrivateKey, db_url: str) -> None:
         self.work = work
         self.broker = broker
-        self.db_path = work / "dashboard.db"
+        self.db_url = db_url
+        self.engine = create_engine(db_url)
         self.processes: list[subprocess.Popen[bytes]] = []
         raw = json.loads((REPO / "confs.json").read_text())
         raw["mqtt"].update(host=broker.host, port=broker.port, tls=False, ca_file=None, password_file=None)
         raw["identity"].update(location=broker.location, zone=broker.zone)
         raw["dashboard"].update(
-            database_url=f"sqlite:///{self.db_path}", secret_key_file=str(work / "secret_key"),
+            database_url=db_url, secret_key_file=str(work / "secret_key"),
             package_dir=str(work / "packages"), public_url=f"http://127.0.0.1:{web_port}", app_id=broker.dashboard_app,
         )
         raw["ota"]["trusted_public_keys"] = [public_key_text(key)]
@@ -133,7 +121,7 @@ class Bench:
         return process
 
     def start_ingest(self) -> subprocess.Popen[bytes]:
-        """The ingest process (with the rollout engine)."""
+        """The ingest as shipped: `--workers auto`, the first worker running the rollout engine."""
         password = self.broker.credentials[self.broker.dashboard_user]
         return self.start("ingest", [sys.executable, "-m", "dashboard.ingest", "--confs", str(self.confs_path)],
                           {"MQTT_PASSWORD": password})
@@ -152,10 +140,10 @@ class Bench:
             argv += ["--tokens", str(self.work / f"{name}-tokens.json")]
         return self.start(name, argv)
 
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Read the dashboard database directly (read-only)."""
-        with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30) as db:
-            return db.execute(sql, params).fetchall()
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Read the dashboard database directly."""
+        with self.engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(sql), params or {})]
 
     def close(self) -> None:
         """SIGTERM every process (newest first), SIGKILL what hangs."""
@@ -168,6 +156,7 @@ class Bench:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+        self.engine.dispose()
 
 
 def last_json_line(log: Path) -> dict[str, Any]:
@@ -178,43 +167,43 @@ def last_json_line(log: Path) -> dict[str, Any]:
     raise RuntimeError(f"no JSON summary in {log}:\n{log.read_text(errors='replace')[-2000:]}")
 
 
-def wait_for(probe: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
-    """Poll until probe() is truthy; RuntimeError naming what otherwise."""
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not happen within {timeout:.0f}s")
-        time.sleep(every)
-    return value
-
-
-def parse_time(text: str) -> datetime:
-    """A naive-UTC timestamp as SQLite stores it."""
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
 def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds a process has used so far (0 if it is gone)."""
+    """User + system CPU seconds a process and its children have used so far (0 if it is gone)."""
+    if not pid:
+        return 0.0
     try:
-        times = psutil.Process(pid).cpu_times() if pid else None
+        process = psutil.Process(pid)
+        total = 0.0
+        for each in [process, *process.children(recursive=True)]:
+            times = each.cpu_times()
+            total += times.user + times.system
+        return total
     except psutil.Error:
         return 0.0
-    return times.user + times.system if times else 0.0
 
 
 def stream(bench: Bench, args: argparse.Namespace, package: Path) -> dict[str, Any]:
     """Part 1: the fleet streams for duration seconds; returns the stream figures."""
-    ids = fleet_device_ids("fleet", args.nodes)
+    parts = stream_ids(args.nodes, args.nodes_per_process)
     ingest_pid = bench.processes[0].pid
     cpu_before = cpu_seconds(bench.broker.pid), cpu_seconds(ingest_pid)
-    print(f"streaming: {args.nodes} nodes, Life every {args.life_interval:g} s, a result every "
-          f"{1 / args.rate:g} s, for {args.duration:g} s", flush=True)
-    fleet = bench.start_fleet("stream", ids, "fleet", ["--rate", str(args.rate), "--life-interval",
-                              str(args.life_interval), "--duration", str(args.duration)], None, package)
-    if fleet.wait(args.duration + 900) != 0:
-        raise RuntimeError(f"the simulator failed; see {bench.work / 'stream.log'}")
-    summary = last_json_line(bench.work / "stream.log")
-    sent_results, sent_life = int(summary["results_stored"]), int(summary["life_sent"])
+    print(f"streaming: {args.nodes} nodes in {len(parts)} simulator process(es), Life every {args.life_interval:g} s, "
+          f"a result every {1 / args.rate:g} s, for {args.duration:g} s", flush=True)
+    load_start = os.getloadavg()
+    fleets = [bench.start_fleet(f"stream-{prefix}", ids, prefix, ["--rate", str(args.rate), "--life-interval",
+                                str(args.life_interval), "--duration", str(args.duration)], None, package)
+              for prefix, ids in parts]
+    sim_cpu = 0.0
+    while any(fleet.poll() is None for fleet in fleets):
+        sim_cpu = max(sim_cpu, sum(cpu_seconds(fleet.pid) for fleet in fleets))  # read before they exit
+        time.sleep(1.0)
+    load_end = os.getloadavg()
+    if any(fleet.returncode != 0 for fleet in fleets):
+        raise RuntimeError(f"a simulator failed; see {bench.work}/stream-*.log")
+    summaries = [last_json_line(bench.work / f"stream-{prefix}.log") for prefix, _ in parts]
+    sent_results = sum(int(each["results_stored"]) for each in summaries)
+    sent_life = sum(int(each["life_sent"]) for each in summaries)
+    late_ticks, connected = sum(int(each["late_ticks"]) for each in summaries), sum(int(each["connected"]) for each in summaries)
 
     def counts() -> tuple[int, int]:
         results = bench.query("SELECT COUNT(*) FROM classifications WHERE device_id LIKE 'fleet-%'")[0][0]
@@ -232,13 +221,19 @@ def stream(bench: Bench, args: argparse.Namespace, package: Path) -> dict[str, A
             break
     stored_results, stored_life = last
     broker_cpu, ingest_cpu = cpu_seconds(bench.broker.pid) - cpu_before[0], cpu_seconds(ingest_pid) - cpu_before[1]
-    rows = bench.query("SELECT sent_at, received_at FROM classifications WHERE device_id LIKE 'fleet-%'")
-    lags = [(parse_time(received) - parse_time(sent)).total_seconds() * 1000 for sent, received in rows]
+    with bench.engine.connect() as connection:
+        rows = connection.execute(select(Classification.sent_at, Classification.received_at)
+                                  .where(Classification.device_id.like("fleet-%"))).all()
+    lags = [(received - sent).total_seconds() * 1000 for sent, received in rows]
     lost = max(0, sent_results - stored_results) + max(0, sent_life - stored_life)
-    print(f"  sent {sent_results} results + {sent_life} Life; stored {stored_results} + {stored_life}; "
-          f"connected {summary['connected']}/{args.nodes}; late scheduler ticks {summary['late_ticks']}", flush=True)
+    expected = args.nodes * args.duration * (1 / args.life_interval + args.rate)
+    print(f"  sent {sent_results} results + {sent_life} Life (of about {expected:.0f} due); stored {stored_results} + "
+          f"{stored_life}; connected {connected}/{args.nodes}; late simulator ticks {late_ticks}", flush=True)
     return {
         "nodes": args.nodes,
+        "database": args.database,
+        "ingest_workers": usable_cores(),
+        "simulator_processes": len(parts),
         "stored_per_s": round((stored_results + stored_life) / args.duration, 1),
         "lag_p50_ms": round(percentile(lags, 0.50), 1),
         "lag_p99_ms": round(percentile(lags, 0.99), 1),
@@ -247,91 +242,53 @@ def stream(bench: Bench, args: argparse.Namespace, package: Path) -> dict[str, A
         "results_stored": stored_results,
         "life_sent": sent_life,
         "life_stored": stored_life,
+        "sent_of_due": round((sent_results + sent_life) / expected, 3),
+        "late_simulator_ticks": late_ticks,
         "broker_cpu_s": round(broker_cpu, 1),
         "ingest_cpu_s": round(ingest_cpu, 1),
+        "simulator_cpu_s": round(sim_cpu, 1),
+        "load_start": [round(x, 2) for x in load_start],
+        "load_end": [round(x, 2) for x in load_end],
     }
 
 
-def rollout(bench: Bench, args: argparse.Namespace, v1: Path, v2: Path) -> dict[str, Any]:
-    """Part 2: roll v2 out to rollout-nodes virtual nodes through the real engine and package route."""
-    from contracts.confs import load_confs
-    from dashboard import create_app
-    from dashboard.services import devices, releases, rollouts, tokens
-
-    confs = load_confs(bench.confs_path)
-    app = create_app(confs)
-    counter = ByteCounter(app.wsgi_app)
-    app.wsgi_app = counter  # type: ignore[method-assign]
-    port = int(confs.dashboard.public_url.rsplit(":", 1)[1])
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    threading.Thread(target=server.serve_forever, name="web", daemon=True).start()
-    db = app.extensions["db"]
-    ids = fleet_device_ids("roll", args.rollout_nodes)
-    try:
-        with db.session() as session:
-            device_tokens = {}
-            for device_id in ids:
-                device = devices.register_device(session, device_id, bench.broker.location, bench.broker.zone)
-                device_tokens[device_id] = tokens.create_device_token(session, device)
-            release = releases.register_package(session, v2, confs.dashboard.package_dir,
-                                                confs.ota.trusted_public_keys, confs.ota.max_package_bytes, "bench")
-            release_id = release.id
-        print(f"rollout: {len(ids)} nodes from 1.0.0 to 1.1.0 ({v2.stat().st_size} bytes)", flush=True)
-        fleet = bench.start_fleet("rollout", ids, "roll", ["--rate", "0", "--life-interval", "5", "--duration",
-                                  "3600", "--workers", "2"], device_tokens, v1)
-        online = "SELECT COUNT(*) FROM devices WHERE id LIKE 'roll-%' AND state = 'ONLINE'"
-        wait_for(lambda: bench.query(online)[0][0] == len(ids), 300, "every rollout node ONLINE")
-        counter.bytes = counter.requests = 0
-        started = time.monotonic()
-        with db.session() as session:
-            rollout_id = rollouts.create_rollout(session, release_id, "devices", ids, max(1, len(ids) // 10), 0,
-                                                 "bench").id
-        active = "SELECT COUNT(*) FROM rollout_targets WHERE rollout_id = ? AND state = 'ACTIVE'"
-        wait_for(lambda: bench.query(active, (rollout_id,))[0][0] == len(ids), 900, "every target ACTIVE", 0.2)
-        seconds = time.monotonic() - started
-        fleet.send_signal(signal.SIGTERM)
-        fleet.wait(120)
-        print(f"  {counter.requests} package requests, {counter.bytes} bytes served in {seconds:.1f} s", flush=True)
-        return {
-            "rollout_nodes": len(ids),
-            "rollout_s": round(seconds, 1),
-            "bytes_per_node": round(counter.bytes / len(ids)),
-            "package_bytes": v2.stat().st_size,
-        }
-    finally:
-        server.shutdown()
-        db.dispose()
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Provision, start broker and ingest, stream, roll out; print the JSON line."""
     args = parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access line per package download is noise
     threading.stack_size(512 * 1024)
-    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp, contextlib.ExitStack() as stack:
         work = args.work_dir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        if args.database == "postgresql":
+            db_url = stack.enter_context(postgres_cluster()).create_database("dashboard")
+        else:
+            db_url = f"sqlite:///{work / 'dashboard.db'}"
         key = Ed25519PrivateKey.generate()
         v1 = make_tiny_package(work / "pkg-v1", key, "1.0.0")
         v2 = make_tiny_package(work / "pkg-v2", key, "1.1.0", seed=1)
-        # The production persistence setting (the harness saves every second, for tests).
-        settings = {"max_queued_messages": 100_000, "autosave_interval": 60}
+        # The production persistence setting (the harness saves every second, for tests) and client ids bound to
+        # accounts, as production renders them (each ingest worker logs in as its own account).
+        settings = {"max_queued_messages": 100_000, "autosave_interval": 60, "bind_client_id": True}
         broker = make_broker(work / "broker", devices=(), settings=settings)
-        bench = Bench(work, broker, free_port(), key)
+        bench = Bench(work, broker, free_port(), key, db_url)
         try:
             started = time.monotonic()
-            provision(broker, fleet_device_ids("fleet", args.nodes) + fleet_device_ids("roll", args.rollout_nodes))
+            streaming = [d for _, ids in stream_ids(args.nodes, args.nodes_per_process) for d in ids]
+            provision(broker, streaming + fleet_device_ids("roll", args.rollout_nodes))
             print(f"{args.nodes + args.rollout_nodes} broker accounts in {time.monotonic() - started:.1f} s", flush=True)
             from dashboard.db import Database
             from dashboard.migrations import upgrade_database
 
-            database = Database(f"sqlite:///{bench.db_path}")
+            database = Database(db_url)
             upgrade_database(database.engine)
             database.dispose()
             bench.start_ingest()
-            wait_for(lambda: "subscribing" in (work / "ingest.log").read_text(), 60, "the ingest to subscribe")
+            workers = usable_cores()
+            wait_for(lambda: (work / "ingest.log").read_text().count("subscribing") >= workers, 60,
+                     "every ingest worker to subscribe")
             time.sleep(1.0)  # its subscription is made right after connecting
-            figures = {"load_1min": round(os.getloadavg()[0], 2)}
-            figures |= stream(bench, args, v1)
+            figures: dict[str, Any] = stream(bench, args, v1)
             if args.rollout_nodes:
                 figures |= rollout(bench, args, v1, v2)
         finally:

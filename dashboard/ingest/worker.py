@@ -187,7 +187,9 @@ class IngestWorker:
         """Process until stop() is called; the rollout engine ticks every tick_interval_s and after fleet changes."""
         next_tick = time.monotonic()
         while not self.stopping.is_set():
-            batch = self._collect(timeout=max(0.0, min(0.5, next_tick - time.monotonic())))
+            # Without an engine nothing is due: a timeout of 0 would spin on an empty inbox.
+            until_tick = next_tick - time.monotonic() if self.tick is not None else 0.5
+            batch = self._collect(timeout=max(0.0, min(0.5, until_tick)))
             changed = bool(batch) and self.process(batch).fleet_changed
             if self.tick is not None and (changed or time.monotonic() >= next_tick):
                 try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 import subprocess
 import sys
 from collections.abc import Callable
@@ -125,3 +126,15 @@ def test_a_worker_that_dies_stops_the_rest_and_the_ingest_exits_non_zero(
             ingest.kill()
     wait(lambda: not alive(first), timeout=10, what="the surviving worker to stop")
     assert "ingest worker 2 exited" in log.read_text()
+
+
+def test_a_worker_without_the_engine_sleeps_while_idle(broker: Any, run_ingest: Any, tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'idle.db'}")
+    from dashboard.migrations import upgrade_database
+
+    upgrade_database(database.engine)
+    run_ingest(broker, database, tick=None)
+    before = time.process_time()
+    time.sleep(1.0)
+    assert time.process_time() - before < 0.3, "an idle worker without the rollout engine spins"
+    database.dispose()
