@@ -63,6 +63,9 @@ class OpenVinoConfs(_Section):
     device: str = Field("CPU", description="CPU, GPU, NPU or AUTO (MYRIAD needs OpenVINO 2022.3 LTS)")
     cache_dir: str | None = Field(None, description="compiled-model cache; null = openvino-cache beside the model store")
     num_threads: int | None = Field(None, ge=1, description="inference threads; null = the runtime's choice")
+    rewrite_pools: bool = Field(
+        True, description="at f32 on the CPU, run few-channel average pools as depthwise convolutions (same result, faster)"
+    )
 
 
 OnnxProvider = Literal["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]

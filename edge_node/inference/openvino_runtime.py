@@ -17,6 +17,7 @@ from contracts.confs import EdgeNodeConfs, OpenVinoConfs
 from contracts.model_package import Manifest, Precision
 from contracts.selftest import RawOutputs
 from edge_node.inference.base import ClassifierBase, ModelMismatchError, RequestedPrecision
+from edge_node.inference.openvino_graph import rewrite_small_pools
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class OpenVinoClassifier(ClassifierBase):
         self._prob_index, self._ood_index = self._check_model(model)
         batch = model.inputs[0].get_partial_shape()[0]
         self._batch_one = batch.is_static and batch.get_length() == 1
+        if settings.rewrite_pools and self._runs_f32_on_cpu(core, settings.device, precision):
+            rewrite_small_pools(model)
         self._compiled = self._compile(core, model, settings, precision)
         self.device = settings.device
         self.precision = self._effective_precision(settings.device, precision)
@@ -99,6 +102,20 @@ class OpenVinoClassifier(ClassifierBase):
             raise ModelMismatchError(
                 f"cannot compile model {self.manifest.name} {self.manifest.version} on {settings.device}{hint}: {exc}"
             ) from None
+
+    @staticmethod
+    def _runs_f32_on_cpu(core: ov.Core, device: str, requested: RequestedPrecision) -> bool:
+        """True where the model will run at f32 on the CPU, the one case the pool rewrite is measured for."""
+        # At bf16 the rewritten pool rounds the full-size image before averaging, which moves the OOD score
+        # beyond the release's bf16 tolerance; the plugin's own AvgPool averages first.
+        if not device.upper().startswith("CPU"):
+            return False
+        if requested != "auto":
+            return requested == "f32"
+        try:
+            return bool(core.get_property("CPU", "INFERENCE_PRECISION_HINT") == ov.Type.f32)
+        except (RuntimeError, TypeError):
+            return False
 
     def _effective_precision(self, device: str, requested: RequestedPrecision) -> Precision:
         """The precision the device really runs (a CPU without BF16 or FP16 silently falls back)."""

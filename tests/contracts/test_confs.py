@@ -62,6 +62,9 @@ def test_committed_confs_holds_no_secrets() -> None:
         (lambda c: c["trainer"]["split"].update(test_fraction=0.9), "trainer.split.test_fraction", "less than"),
         (lambda c: c["ota"].update(trusted_public_keys=["rsa:abc"]), "ota.trusted_public_keys", "ed25519"),
         (lambda c: c["edge_node"]["inputs"].update(http="yes please"), "edge_node.inputs.http", "boolean"),
+        (lambda c: c["edge_node"].update(openvino={"rewrite_pools": "sometimes"}), "edge_node.openvino.rewrite_pools",
+         "boolean"),
+        (lambda c: c["edge_node"].update(openvino={"num_threads": 0}), "edge_node.openvino.num_threads", "greater than"),
     ],
 )
 def test_bad_confs_fail_check_naming_the_key(tmp_path: Path, change, named_key: str, reason: str) -> None:  # type: ignore[no-untyped-def]
