@@ -1,10 +1,13 @@
 """Inference speed of the released model on every runtime and precision this machine has, batch 1.
 
-Usage: python bench/inference.py [--package models/all-small-cnn-X.tar.gz] [--iterations 300] [--run runs/DIR]
-Each runtime is loaded the way a node loads it (edge_node.inference.load_classifier) and timed on
-`infer_raw` of one preprocessed image, each in its own process, in turns over three rounds (so load changes fall on each alike); p50/p99 and images/s per (runtime, precision). `openvino_ms_p50`
-is the default runtime at the default precision (confs.json). With --run, Keras `model(x)` is timed too.
-Ends with one JSON line.
+Usage: python bench/inference.py [--package models/all-small-cnn-X.tar.gz] [--iterations 500] [--rounds 5]
+                                 [--run runs/DIR]
+Each runtime is loaded the way a node loads it (edge_node.inference.load_classifier) and timed on `infer_raw` of one
+preprocessed image (the same work outside the model for every runtime), each in its own process, in turns over
+several rounds in alternating order, so a change in load falls on all alike. A runtime's p50 is the median of its
+per-round p50s; p99 is over all samples. `openvino_ms_p50` is the default runtime at the default precision
+(confs.json); `openvino_wins_rounds` counts the rounds where it was no slower than LiteRT, and the load average
+before and after is recorded. With --run, Keras `model(x)` is timed too. Ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -76,14 +80,15 @@ def _worker(pkg: Path, confs_path: Path, runtime: str, precision: str, n: int) -
     return 0
 
 
-def _time_in_turns(pkg: Path, confs_path: Path, wanted: list[tuple[str, str]], n: int, rounds: int = 3) -> dict:  # type: ignore[type-arg]
-    """Each runtime in its own process, in turns over several rounds, so a change in load falls on all alike."""
+def _time_in_turns(pkg: Path, confs_path: Path, wanted: list[tuple[str, str]], n: int, rounds: int) -> dict:  # type: ignore[type-arg]
+    """Each runtime in its own process, in turns over several rounds (order reversed every other round)."""
     import subprocess
 
     samples: dict[str, list[float]] = {f"{r}_{p}": [] for r, p in wanted}
+    round_p50s: dict[str, list[float]] = {key: [] for key in samples}
     results: dict[str, dict | str] = {}
-    for _ in range(rounds):
-        for runtime, precision in wanted:
+    for number in range(rounds):
+        for runtime, precision in wanted if number % 2 == 0 else wanted[::-1]:
             cmd = [sys.executable, __file__, "--worker", str(pkg), runtime, precision, "--confs", str(confs_path),
                    "--iterations", str(max(n // rounds, 20))]
             out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
@@ -92,11 +97,22 @@ def _time_in_turns(pkg: Path, confs_path: Path, wanted: list[tuple[str, str]], n
                 results[key] = out["error"]
                 continue
             samples[key] += out["ms"]
+            round_p50s[key].append(statistics.median(out["ms"]))
             results[key] = {"precision": out["precision"]}
     for key, ms in samples.items():
         if ms and isinstance(results.get(key), dict):
-            results[key].update(p50=statistics.median(ms), p99=float(np.percentile(ms, 99)))  # type: ignore[union-attr]
+            results[key].update(  # type: ignore[union-attr]
+                p50=statistics.median(round_p50s[key]), p99=float(np.percentile(ms, 99)), rounds=round_p50s[key]
+            )
     return results
+
+
+def _wins(default: dict | str | None, litert: dict | str | None) -> str | None:  # type: ignore[type-arg]
+    """'k/n': in how many rounds the default runtime's p50 was no slower than LiteRT's."""
+    if not isinstance(default, dict) or not isinstance(litert, dict):
+        return None
+    pairs = list(zip(default["rounds"], litert["rounds"]))
+    return f"{sum(ov <= lt for ov, lt in pairs)}/{len(pairs)}"
 
 
 def _keras_ms(run: Path, image: np.ndarray, n: int) -> float | None:
@@ -117,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--package", type=Path, help="model package (default: the highest version in models/)")
     parser.add_argument("--run", type=Path, help="training run with model.keras, to time Keras too")
     parser.add_argument("--confs", type=Path, default=Path("confs.json"))
-    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--iterations", type=int, default=500, help="samples per runtime, split over the rounds")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--worker", nargs=3, metavar=("PKG_DIR", "RUNTIME", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -136,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     image = np.random.default_rng(0).integers(0, 256, (224, 224, 3)).astype(np.uint8)
     timings: dict[str, dict | str] = {}
     default = f"{confs.edge_node.runtime}_{confs.edge_node.inference_precision}"
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         pkg = Path(tmp) / "pkg"
         manifest = unpack_package(package, pkg, keys)
@@ -143,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         if default not in {f"{r}_{p}" for r, p in wanted}:
             wanted.append((confs.edge_node.runtime, confs.edge_node.inference_precision))
         timings.update({f"{r}_{p}": f"this CPU has no native {p}" for r, p in COMBINATIONS if p not in native})
-        timings.update(_time_in_turns(pkg, args.confs.resolve(), wanted, args.iterations))
+        timings.update(_time_in_turns(pkg, args.confs.resolve(), wanted, args.iterations, max(args.rounds, 1)))
 
     def p50(key: str) -> float | None:
         value = timings.get(key)
@@ -161,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         "openvino_f16_ms_p50": p50("openvino_f16"),
         "onnxruntime_ms_p50": p50("onnxruntime_f32"),
         "litert_ms_p50": p50("litert_f32"),
+        "openvino_wins_rounds": _wins(timings.get(default), timings.get("litert_f32")),
+        "rounds": max(args.rounds, 1),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
     if args.run is not None:
         keras_ms = _keras_ms(args.run, image, args.iterations)
