@@ -25,7 +25,8 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 DASHBO
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /data --shell /usr/sbin/nologin app \
     && mkdir -p /app /data/packages \
-    && chown -R app:app /data
+    && chown -R app:app /data \
+    && chmod -R go-rwx /data
 COPY --from=build /opt/venv /opt/venv
 COPY docker/healthcheck.py /usr/local/bin/healthcheck.py
 COPY docker/entrypoint-dashboard.sh /usr/local/bin/entrypoint-dashboard.sh

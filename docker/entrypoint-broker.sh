@@ -10,7 +10,16 @@ for file in mosquitto.conf passwd acl tls/ca.crt tls/server.crt tls/server.key; 
         exit 1
     fi
 done
-mkdir -p "$dst/tls" "$dst/run" "$dst/data"
+mkdir -p "$dst/tls" "$dst/run" "$dst/data" "$dst/conf.d"
+# conf.d (included by mosquitto.conf): bridges to a central broker and its CA, if any were configured.
+if [ -d "$src/conf.d" ]; then
+    for file in "$src"/conf.d/*; do
+        [ -f "$file" ] || continue
+        cp "$file" "$dst/conf.d/"
+        chown root:mosquitto "$dst/conf.d/${file##*/}"
+        chmod 640 "$dst/conf.d/${file##*/}"
+    done
+fi
 # The CA key and the plain-text credentials stay on the host.
 for file in mosquitto.conf passwd acl tls/ca.crt tls/server.crt tls/server.key; do
     cp "$src/$file" "$dst/$file"

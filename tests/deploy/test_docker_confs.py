@@ -15,7 +15,7 @@ from contracts.confs import Confs, load_confs
 DEPLOYMENT_KEYS = {
     "mqtt.host", "mqtt.port", "mqtt.tls", "mqtt.ca_file", "mqtt.password_file",
     "edge_node.inputs.watch_dir", "edge_node.model_store", "edge_node.initial_package", "edge_node.outbox_path",
-    "edge_node.http_host", "edge_node.token_file",
+    "edge_node.http_host", "edge_node.token_file", "edge_node.images.dir",
     "dashboard.database_url", "dashboard.http_host", "dashboard.public_url", "dashboard.secret_key_file",
     "dashboard.package_dir", "trainer.data_dir",
 }
@@ -58,6 +58,13 @@ def test_container_paths_of_writable_state_are_on_the_data_volume(docker_confs: 
                  dashboard.secret_key_file, dashboard.database_url.removeprefix("sqlite:///")):
         assert path.startswith("/data/"), path
     assert edge.http_host == dashboard.http_host == "0.0.0.0", "inside a container the service must listen outside"
+
+
+def test_no_path_is_left_relative_to_the_read_only_app_dir() -> None:
+    """Defaults such as `var/edge/images` resolve under /app, which the container's user cannot write."""
+    relative = {key: value for key, value in _dump(ROOT / "docker" / "confs.json").items()
+                if isinstance(value, str) and value.startswith(("var/", "sqlite:///var/"))}
+    assert not relative, f"point these at the /data volume: {relative}"
 
 
 def test_initial_package_is_the_released_package(docker_confs: Confs) -> None:
