@@ -10,19 +10,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from contracts.messages import LifeMessage, StatusMessage, UpdateMessage, WarningMessage
+from contracts.messages import LifeMessage, SensorsMessage, StatusMessage, UpdateMessage, WarningMessage
 from dashboard.db import Database, insert_ignore
 from dashboard.ingest import alert_hooks, presence, rollout_updates
 from dashboard.ingest.presence import newer_presence
 from dashboard.ingest.rows import CLASSIFICATIONS, Rows, SqliteInsertIgnore, count_rejections, inserted_ids, row_of
 from dashboard.ingest.screen import ClockBounds, screen
 from dashboard.ingest.validate import Accepted, Rejection
-from dashboard.models import Device, utcnow
+from dashboard.models import Device, Telemetry, utcnow
 
 logger = logging.getLogger(__name__)
+DEVICES = Device.__table__
+BULK_TABLES = (CLASSIFICATIONS, Telemetry.__table__)
 __all__ = ["BatchWriter", "WriteResult", "newer_presence"]
 
 
@@ -68,49 +70,71 @@ class BatchWriter:
                 continue
             rows.by_table[table].append(row)
             rows.messages[row["message_id"]] = item
+        # Devices with Status, Warnings or Updates in the batch take every message in order through their ORM
+        # objects; the others' Life (most of the traffic) updates presence in bulk.
+        eventful = {item.topic.device for item in accepted if not isinstance(item.message, (LifeMessage, SensorsMessage))}
+        latest_life: dict[str, LifeMessage] = {}
+        latest_serving: dict[str, LifeMessage] = {}
         with self.db.session() as session:
-            devices = self._ensure_devices(session, accepted, now)
+            self._ensure_devices(session, accepted, now)
             new: list[Accepted] = []
             for table, table_rows in rows.by_table.items():
-                if table is CLASSIFICATIONS:
-                    # Results have no side effects: counting what was inserted is enough.
+                if table in BULK_TABLES:
+                    # No side effects beyond presence, which is safe to repeat: counting what was inserted is enough.
                     result.stored += self._insert_counting(session, table, table_rows)
                     continue
                 inserted = inserted_ids(session, table, table_rows)
                 new += [rows.messages[mid] for mid in inserted]
                 result.stored += len(inserted)
             result.duplicates = len(accepted) - result.stored
-            new.sort(key=lambda item: item.message.sent_at)
-            for item in new:
-                result.fleet_changed |= self._apply(session, devices[item.topic.device], item, now)
+            for item in rows.messages.values():
+                m, device_id = item.message, item.topic.device
+                if not isinstance(m, LifeMessage):
+                    continue
+                if device_id in eventful:
+                    new.append(item)
+                    continue
+                if device_id not in latest_life or m.sent_at >= latest_life[device_id].message.sent_at:
+                    latest_life[device_id] = item
+                if not (m.runtime is None and m.inference_device is None and m.precision is None) and (
+                        device_id not in latest_serving or m.sent_at >= latest_serving[device_id].message.sent_at):
+                    latest_serving[device_id] = item
+            presence.apply_life_latest(session, {d: item.message for d, item in latest_life.items()}, now)
+            presence.apply_serving_latest(session, {d: item.message for d, item in latest_serving.items()})
+            if new:
+                locked = select(Device).where(Device.id.in_({item.topic.device for item in new}))
+                devices = {d.id: d for d in session.scalars(locked)}
+                new.sort(key=lambda item: item.message.sent_at)
+                for item in new:
+                    result.fleet_changed |= self._apply(session, devices[item.topic.device], item, now)
             if rejected:
                 count_rejections(session, rejected, now)
         return result
 
-    def _ensure_devices(self, session: Session, accepted: list[Accepted], now: datetime) -> dict[str, Device]:
-        """Create devices seen for the first time; return all devices of the batch."""
+    def _ensure_devices(self, session: Session, accepted: list[Accepted], now: datetime) -> None:
+        """Create devices seen for the first time, lock every device of the batch, move last_seen forward."""
         seen = {item.topic.device: item.topic for item in accepted}
         if not seen:
-            return {}
+            return
         insert_ignore(
             session,
-            Device.__table__,
+            DEVICES,
             [{"id": d, "location": t.location, "zone": t.zone, "first_seen": now, "registered_at": now} for d, t in seen.items()],
             key="id",
         )
-        locked = select(Device).where(Device.id.in_(seen)).order_by(Device.id).with_for_update()
-        devices = {d.id: d for d in session.scalars(locked)}
+        # One statement takes every row lock of the batch in id order, so workers sharing devices never deadlock.
+        session.execute(select(DEVICES.c.id).where(DEVICES.c.id.in_(seen)).order_by(DEVICES.c.id).with_for_update())
         latest: dict[str, datetime] = {}
         for item in accepted:
             # A device's clock may run ahead by the allowed skew: it never moves last_seen past ingest's now.
             device_id, sent_at = item.topic.device, min(item.message.sent_at, now)
             if device_id not in latest or sent_at > latest[device_id]:
                 latest[device_id] = sent_at
-        for device_id, sent_at in latest.items():
-            device = devices[device_id]
-            if device.last_seen is None or sent_at > device.last_seen:
-                device.last_seen = sent_at
-        return devices
+        column = DEVICES.c.last_seen
+        statement = update(DEVICES).where(and_(DEVICES.c.id == bindparam("b_id"), or_(
+            column.is_(None), column < bindparam("b_seen", type_=column.type)))).values(
+            last_seen=bindparam("b_seen", type_=column.type))
+        session.execute(statement, [{"b_id": d, "b_seen": at} for d, at in sorted(latest.items())])
 
     def _apply(self, session: Session, device: Device, item: Accepted, now: datetime) -> bool:
         """Side effects of one newly stored message; True if rollouts may need to react."""
