@@ -84,7 +84,8 @@ class PackageDownloader:
         self._timeout_s = timeout_s
         self._attempts = max(1, attempts)
         self._backoff_s = backoff_s
-        self._ssl = ssl.create_default_context(cafile=ca_file)
+        self._ca_file = ca_file
+        self._ssl: ssl.SSLContext | None = None
 
     def check_url(self, url: str) -> None:
         """Refuse, before any connection, a URL outside the package origin."""
@@ -179,6 +180,10 @@ class PackageDownloader:
         scheme, host, port = url_origin(url) or ("", "", 0)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if scheme == "https":
+            if self._ssl is None:
+                # Made on first use: loading the CA store costs milliseconds and a few hundred kB per node, and most
+                # nodes (hundreds per simulator process) never download over HTTPS.
+                self._ssl = ssl.create_default_context(cafile=self._ca_file)
             return http.client.HTTPSConnection(host, port, timeout=self._timeout_s, context=self._ssl), target
         return http.client.HTTPConnection(host, port, timeout=self._timeout_s), target
 
