@@ -30,9 +30,11 @@ class OutboxSender:
     the connection returns, and anything still unacknowledged `resend_after_s` after a reconnect is
     published again (the consumer drops duplicates by message_id). After every (re)connect, what the
     broker acknowledged within the outbox's replay window before the link went down is published again:
-    a broker killed before its next autosave has lost those messages. Such a broker has lost its
-    subscribers' sessions too, so what it accepts before they resubscribe reaches nobody: when a reconnect
-    finds no session, the window is replayed once more `resettle_s` later.
+    a broker killed before its next autosave has lost those messages. What a restarted broker accepts
+    before the subscribers return can reach nobody: a session lost with the broker, or a shared subscription
+    (the ingest workers'), which Mosquitto 2.0 does not queue for members that are offline, even when it
+    restored their sessions. So after every reconnect that follows a lost link, the window is replayed once
+    more `resettle_s` later; the node's own session being present says nothing about the subscribers'.
     """
 
     def __init__(
@@ -99,7 +101,7 @@ class OutboxSender:
     def _on_connection(self, connected: bool) -> None:
         """Note when the link went down; after it comes back, replay what the broker may have lost."""
         if connected:
-            if self._link_lost_at is not None and not self._link.session_present:
+            if self._link_lost_at is not None:
                 since = self._link_lost_at - self._outbox.replay_window_s
                 self._second_replay = (time.monotonic() + self._resettle_s, since)
             self._replay_due.set()

@@ -40,3 +40,27 @@ def test_an_outbox_written_before_the_delivered_table_existed_opens(tmp_path: Pa
         db.execute("INSERT INTO outbox (topic, payload, qos, created) VALUES ('t', x'00', 1, 0)")
     outbox = Outbox(tmp_path / "outbox.db", limit=10)
     assert outbox.depth() == 1 and outbox.mark_delivered([1]) == 1 and outbox.depth() == 0
+
+
+class _Link:
+    """Just enough of MqttLink for OutboxSender's connection bookkeeping."""
+
+    session_present = True
+
+    def add_ack_listener(self, listener: object) -> None:
+        pass
+
+    def add_connection_listener(self, listener: object) -> None:
+        pass
+
+
+def test_a_reconnect_with_the_nodes_session_present_still_replays_once_subscribers_are_back(tmp_path: Path) -> None:
+    """Mosquitto 2.0 restores sessions from its autosave but does not queue for offline shared subscribers."""
+    from edge_node.delivery import OutboxSender
+
+    sender = OutboxSender(Outbox(tmp_path / "outbox.db", limit=10), _Link(), resettle_s=10.0)  # type: ignore[arg-type]
+    sender._on_connection(True)  # the first connect: nothing was lost
+    assert sender._second_replay is None
+    sender._on_connection(False)
+    sender._on_connection(True)
+    assert sender._second_replay is not None
