@@ -115,6 +115,33 @@ class SqliteInsertIgnore:
         return inserted
 
 
+class PostgresInsertIgnore:
+    """INSERT ... ON CONFLICT (message_id) DO NOTHING of one row, sent with executemany in psycopg's pipeline.
+
+    SQLAlchemy's multi-row form is one statement with a placeholder per value (14,000 for a batch of results),
+    too long for psycopg's statement cache: it parsed each one again, about half the ingest's CPU per message.
+    """
+
+    def __init__(self, table: Any, dialect: Dialect) -> None:
+        self.columns = [column.key for column in table.columns if column.key != "id"]
+        statement = postgresql.insert(table).on_conflict_do_nothing(index_elements=["message_id"])
+        self.sql = str(statement.compile(dialect=dialect, column_keys=self.columns))
+        self.processed = [
+            (key, process)
+            for key in self.columns
+            if (process := table.c[key].type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        ]
+
+    def execute(self, connection: Connection, rows: list[dict[str, Any]]) -> int:
+        """Insert rows (dicts keyed by column) and return how many were new."""
+        params = [{key: row[key] for key in self.columns} for row in rows]
+        for key, process in self.processed:
+            for values in params:
+                values[key] = process(values[key])
+        # psycopg sums rowcount over executemany: rows skipped as duplicates count zero.
+        return int(connection.exec_driver_sql(self.sql, params).rowcount)
+
+
 def inserted_ids(session: Session, table: Any, rows: list[dict[str, Any]]) -> list[str]:
     """Insert rows skipping duplicates; return the message ids really inserted."""
     if not rows:

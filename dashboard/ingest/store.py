@@ -17,7 +17,15 @@ from contracts.messages import LifeMessage, SensorsMessage, StatusMessage, Updat
 from dashboard.db import Database, insert_ignore
 from dashboard.ingest import alert_hooks, presence, rollout_updates
 from dashboard.ingest.presence import newer_presence
-from dashboard.ingest.rows import CLASSIFICATIONS, Rows, SqliteInsertIgnore, count_rejections, inserted_ids, row_of
+from dashboard.ingest.rows import (
+    CLASSIFICATIONS,
+    PostgresInsertIgnore,
+    Rows,
+    SqliteInsertIgnore,
+    count_rejections,
+    inserted_ids,
+    row_of,
+)
 from dashboard.ingest.screen import ClockBounds, screen
 from dashboard.ingest.validate import Accepted, Rejection
 from dashboard.models import Device, Telemetry, utcnow
@@ -45,16 +53,15 @@ class BatchWriter:
         """clock: how far devices' clocks may stray (`python -m dashboard.ingest` passes confs'); None checks nothing."""
         self.db = db
         self.clock = clock
-        self._sqlite_inserts: dict[Any, SqliteInsertIgnore] = {}
+        self._bulk_inserts: dict[Any, SqliteInsertIgnore | PostgresInsertIgnore] = {}
 
     def _insert_counting(self, session: Session, table: Any, rows: list[dict[str, Any]]) -> int:
         """Insert rows skipping duplicates; return how many were inserted."""
         connection = session.connection()
-        if connection.dialect.name != "sqlite":
-            return len(inserted_ids(session, table, rows))
-        if table not in self._sqlite_inserts:
-            self._sqlite_inserts[table] = SqliteInsertIgnore(table, connection.dialect)
-        return self._sqlite_inserts[table].execute(connection, rows)
+        if table not in self._bulk_inserts:
+            kind = {"sqlite": SqliteInsertIgnore, "postgresql": PostgresInsertIgnore}[connection.dialect.name]
+            self._bulk_inserts[table] = kind(table, connection.dialect)
+        return self._bulk_inserts[table].execute(connection, rows)
 
     def write(self, accepted: list[Accepted], rejected: list[Rejection]) -> WriteResult:
         """One transaction for the whole batch; raises (and keeps nothing) if the database fails."""
