@@ -51,25 +51,29 @@ class HostNetwork:
     def save(cls) -> "HostNetwork":
         """Record the host's current state."""
         forward = run(["sysctl", "-n", "net.ipv4.ip_forward"]).stdout.strip()
-        rules = run(["iptables", "-S", "FORWARD"]).stdout.splitlines()
-        policy = next((line.split()[2] for line in rules if line.startswith("-P FORWARD ")), "ACCEPT")
+        # iptables-save only: listing a chain would create the filter table it is about to record as absent.
         saved = run(["iptables-save"]).stdout
+        policy = next((line.split()[1] for line in saved.splitlines() if line.startswith(":FORWARD ")), "ACCEPT")
         bridge = run(["ip", "link", "show", BRIDGE], check=False).returncode == 0
         return cls(forward, policy, saved, bridge)
 
     def restore(self) -> list[str]:
         """Put the recorded state back; returns what could not be restored (empty when all was)."""
         problems = []
-        saved_tables = {line[1:].strip() for line in self.iptables.splitlines() if line.startswith("*")}
-        current = run(["iptables-save"], check=False).stdout
-        for table in {line[1:].strip() for line in current.splitlines() if line.startswith("*")} - saved_tables:
-            for args in (["-F"], ["-X"]):
-                if run(["iptables", "-t", table, *args], check=False).returncode != 0:
-                    problems.append(f"iptables -t {table} {args[0]}")
         if self.iptables.strip() and run(["iptables-restore"], check=False, input_text=self.iptables).returncode != 0:
             problems.append("iptables-restore")
         if run(["iptables", "-P", "FORWARD", self.forward_policy], check=False).returncode != 0:
             problems.append("FORWARD policy")
+        saved_tables = {line[1:].strip() for line in self.iptables.splitlines() if line.startswith("*")}
+        current = run(["iptables-save"], check=False).stdout
+        added = {line[1:].strip() for line in current.splitlines() if line.startswith("*")} - saved_tables
+        for table in sorted(added):
+            for args in (["-F"], ["-X"]):
+                if run(["iptables", "-t", table, *args], check=False).returncode != 0:
+                    problems.append(f"iptables -t {table} {args[0]}")
+        if added and "nf_tables" in run(["iptables", "-V"], check=False).stdout:
+            for table in sorted(added):  # with the nftables backend the emptied tables themselves can go too
+                run(["nft", "delete", "table", "ip", table], check=False)
         if run(["sysctl", "-q", "-w", f"net.ipv4.ip_forward={self.ip_forward}"], check=False).returncode != 0:
             problems.append("ip_forward")
         if not self.had_bridge and run(["ip", "link", "show", BRIDGE], check=False).returncode == 0:
