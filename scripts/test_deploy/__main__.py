@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -80,12 +81,18 @@ def prove(stack: Stack, timer: Timer, proved: dict[str, Any]) -> None:
                                           lambda: broker_restart(stack, dashboard, images[1:], STREAMED // 4))
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    """Turn SIGTERM into KeyboardInterrupt so that the clean-up runs."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every step, always take the system and any private engine down, print the JSON line."""
     parser = argparse.ArgumentParser(prog="python -m scripts.test_deploy", description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="leave the containers running (for debugging)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    signal.signal(signal.SIGTERM, _interrupt)  # a CI timeout's SIGTERM still cleans up
     timer, proved, failure = Timer(), {}, None
     engine: PrivateEngine | None = None
     stack: Stack | None = None
@@ -99,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         failure = f"{type(exc).__name__}: {exc}"
     except KeyboardInterrupt:
         failure = "interrupted"
+    except Exception as exc:  # anything else still takes the system down and says what broke
+        logger.exception("unexpected error")
+        failure = f"unexpected {type(exc).__name__}: {exc}"
     finally:
         if stack is not None and failure and not args.keep:
             logs = stack.compose("logs", "--tail", "30", check=False, timeout=120)
