@@ -4,9 +4,11 @@ Part 1: `--nodes` virtual nodes (`python -m edge_node.simulate --cheap`, in proc
 `--nodes-per-process`) send Life every second and a result every 5 seconds for `--duration` seconds;
 the ingest (`python -m dashboard.ingest`, as shipped: one worker per usable core) stores them in
 SQLite, or with `--database postgresql` in a throw-away PostgreSQL cluster. Figures: rows stored per
-second, ingest lag (the row's received_at minus the message's sent_at) p50 and p99, lost (sent minus
-stored), CPU seconds of broker, ingest and simulator, and the simulator's late ticks (a Life or result
-due more than one period ago: the simulator, not the ingest, was behind).
+second, lag (the row's received_at minus the message's sent_at, made on the node before its outbox) p50
+and p99, ingest lag p50 and p99 (the same for a probe node outside the simulators that publishes a result
+every 0.1 s stamped just before publishing: broker plus ingest alone), lost (sent minus stored), CPU
+seconds of broker, ingest and simulators, and the simulators' late ticks (a Life or result due more than
+one period ago: the simulator, not the ingest, was behind).
 Part 2 (bench/fleet_rollout.py): a signed release is rolled out by the dashboard's rollout engine to
 `--rollout-nodes` other virtual nodes, which download it from the dashboard's package route. Figures:
 seconds until every target is ACTIVE and package bytes served per node. Ends with one JSON line.
@@ -41,6 +43,7 @@ from contracts.model_package import public_key_text  # noqa: E402
 from dashboard.ingest.supervise import usable_cores  # noqa: E402
 from dashboard.models import Classification  # noqa: E402
 from edge_node.simulate.fleet import fleet_device_ids  # noqa: E402
+from fleet_probe import PROBE_DEVICE, Probe  # noqa: E402
 from fleet_rollout import rollout, wait_for  # noqa: E402
 from support.pg_cluster import postgres_cluster  # noqa: E402
 from support.tiny_package import make_tiny_package  # noqa: E402
@@ -190,6 +193,8 @@ def stream(bench: Bench, args: argparse.Namespace, package: Path) -> dict[str, A
     print(f"streaming: {args.nodes} nodes in {len(parts)} simulator process(es), Life every {args.life_interval:g} s, "
           f"a result every {1 / args.rate:g} s, for {args.duration:g} s", flush=True)
     load_start = os.getloadavg()
+    probe = Probe(bench.broker)
+    probe.start()
     fleets = [bench.start_fleet(f"stream-{prefix}", ids, prefix, ["--rate", str(args.rate), "--life-interval",
                                 str(args.life_interval), "--duration", str(args.duration)], None, package)
               for prefix, ids in parts]
@@ -198,6 +203,7 @@ def stream(bench: Bench, args: argparse.Namespace, package: Path) -> dict[str, A
         sim_cpu = max(sim_cpu, sum(cpu_seconds(fleet.pid) for fleet in fleets))  # read before they exit
         time.sleep(1.0)
     load_end = os.getloadavg()
+    probe_sent = probe.stop()
     if any(fleet.returncode != 0 for fleet in fleets):
         raise RuntimeError(f"a simulator failed; see {bench.work}/stream-*.log")
     summaries = [last_json_line(bench.work / f"stream-{prefix}.log") for prefix, _ in parts]
@@ -224,8 +230,11 @@ def stream(bench: Bench, args: argparse.Namespace, package: Path) -> dict[str, A
     with bench.engine.connect() as connection:
         rows = connection.execute(select(Classification.sent_at, Classification.received_at)
                                   .where(Classification.device_id.like("fleet-%"))).all()
+        probed = connection.execute(select(Classification.sent_at, Classification.received_at)
+                                    .where(Classification.device_id == PROBE_DEVICE)).all()
     lags = [(received - sent).total_seconds() * 1000 for sent, received in rows]
-    lost = max(0, sent_results - stored_results) + max(0, sent_life - stored_life)
+    probe_lags = [(received - sent).total_seconds() * 1000 for sent, received in probed]
+    lost = max(0, sent_results - stored_results) + max(0, sent_life - stored_life) + max(0, probe_sent - len(probed))
     expected = args.nodes * args.duration * (1 / args.life_interval + args.rate)
     print(f"  sent {sent_results} results + {sent_life} Life (of about {expected:.0f} due); stored {stored_results} + "
           f"{stored_life}; connected {connected}/{args.nodes}; late simulator ticks {late_ticks}", flush=True)
@@ -237,6 +246,10 @@ def stream(bench: Bench, args: argparse.Namespace, package: Path) -> dict[str, A
         "stored_per_s": round((stored_results + stored_life) / args.duration, 1),
         "lag_p50_ms": round(percentile(lags, 0.50), 1),
         "lag_p99_ms": round(percentile(lags, 0.99), 1),
+        "ingest_lag_p50_ms": round(percentile(probe_lags, 0.50), 1),
+        "ingest_lag_p99_ms": round(percentile(probe_lags, 0.99), 1),
+        "probe_sent": probe_sent,
+        "probe_stored": len(probed),
         "lost": lost,
         "results_sent": sent_results,
         "results_stored": stored_results,
@@ -275,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             started = time.monotonic()
             streaming = [d for _, ids in stream_ids(args.nodes, args.nodes_per_process) for d in ids]
-            provision(broker, streaming + fleet_device_ids("roll", args.rollout_nodes))
+            provision(broker, [*streaming, PROBE_DEVICE, *fleet_device_ids("roll", args.rollout_nodes)])
             print(f"{args.nodes + args.rollout_nodes} broker accounts in {time.monotonic() - started:.1f} s", flush=True)
             from dashboard.db import Database
             from dashboard.migrations import upgrade_database
