@@ -57,7 +57,6 @@ def build(stack: Stack, base: str) -> None:
 
 def up(stack: Stack) -> tuple[str, str]:
     """Broker and dashboard up, admin and nodes provisioned, nodes up; (admin password, API token)."""
-    stack.prepare()
     stack.compose("up", "-d", "--no-build", "broker", "dashboard-web", "dashboard-ingest", timeout=600)
     stack.wait_healthy(("broker", "dashboard-web", "dashboard-ingest"))
     password, api_token, tokens = stack.provision()
@@ -100,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         host, engine = timer.step("dockerd", lambda: docker_host(ENGINE_ROOT))
         stack = Stack(ROOT, WORK, {**os.environ, "DOCKER_HOST": host})
         stack.write_override()
+        stack.prepare()  # broker config and env files first: compose refuses to run without the env files
         stack.down()
         prove(stack, timer, proved)
     except (EngineError, ProofFailed, DashboardError, OSError, ValueError) as exc:
