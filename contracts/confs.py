@@ -66,6 +66,9 @@ class OpenVinoConfs(_Section):
     rewrite_pools: bool = Field(
         True, description="at f32 on the CPU, run few-channel average pools as depthwise convolutions (same result, faster)"
     )
+    cpu_pinning: bool = Field(
+        False, description="pin the CPU's inference threads to cores (steadier only where nothing else uses them)"
+    )
 
 
 OnnxProvider = Literal["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]

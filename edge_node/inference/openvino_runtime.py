@@ -87,11 +87,15 @@ class OpenVinoClassifier(ClassifierBase):
     def _compile(
         self, core: ov.Core, model: ov.Model, settings: OpenVinoConfs, precision: RequestedPrecision
     ) -> ov.CompiledModel:
-        config: dict[str, str | int] = {"PERFORMANCE_HINT": "LATENCY"}
+        config: dict[str, str | int | bool] = {"PERFORMANCE_HINT": "LATENCY"}
         if precision != "auto":
             config["INFERENCE_PRECISION_HINT"] = precision
         if settings.num_threads is not None:
             config["INFERENCE_NUM_THREADS"] = settings.num_threads
+        if settings.device.upper().startswith("CPU"):
+            # Pinned threads cannot leave a core another process is using: each layer then waits for the
+            # descheduled thread, so on a shared CPU batch-1 latency suffers more than LiteRT's single thread.
+            config["ENABLE_CPU_PINNING"] = settings.cpu_pinning
         if settings.cache_dir:
             Path(settings.cache_dir).mkdir(parents=True, exist_ok=True)
             config["CACHE_DIR"] = settings.cache_dir

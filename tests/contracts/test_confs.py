@@ -65,6 +65,8 @@ def test_committed_confs_holds_no_secrets() -> None:
         (lambda c: c["edge_node"].update(openvino={"rewrite_pools": "sometimes"}), "edge_node.openvino.rewrite_pools",
          "boolean"),
         (lambda c: c["edge_node"].update(openvino={"num_threads": 0}), "edge_node.openvino.num_threads", "greater than"),
+        (lambda c: c["edge_node"].update(openvino={"cpu_pinning": "cores 0-1"}), "edge_node.openvino.cpu_pinning",
+         "boolean"),
     ],
 )
 def test_bad_confs_fail_check_naming_the_key(tmp_path: Path, change, named_key: str, reason: str) -> None:  # type: ignore[no-untyped-def]

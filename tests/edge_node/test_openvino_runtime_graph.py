@@ -1,5 +1,6 @@
-"""The OpenVINO runtime's IR rewrite: few-channel average pools become depthwise convolutions with equal outputs,
-and every pool the rewrite could change (padding, partial windows, many channels, dynamic shapes) is left alone."""
+"""The OpenVINO runtime's CPU tuning: few-channel average pools become depthwise convolutions with equal outputs,
+every pool the rewrite could change (padding, partial windows, many channels, dynamic shapes) is left alone, and
+inference threads are pinned to cores only when the confs ask."""
 
 from __future__ import annotations
 
@@ -94,3 +95,14 @@ def test_the_classifier_rewrites_only_at_f32_on_the_cpu_when_enabled(tiny_packag
     if expected is None:  # auto: the CPU's own default precision decides
         expected = shared_core().get_property("CPU", "INFERENCE_PRECISION_HINT") == ov.Type.f32
     assert bool(calls) == expected
+
+
+@pytest.mark.parametrize("pinning", [False, True])
+def test_cpu_pinning_follows_the_setting(tiny_package_v2, pinning):
+    package = tiny_package_v2
+    classifier = OpenVinoClassifier(package.unpacked, package.manifest, OpenVinoConfs(cpu_pinning=pinning))
+    in_effect = classifier._compiled.get_property("ENABLE_CPU_PINNING")
+    if pinning:  # where the process may not set its own affinity (some containers) the plugin leaves them unpinned
+        assert in_effect in (True, False)
+    else:
+        assert in_effect is False
