@@ -1,11 +1,12 @@
 """Inference speed of the released model on every runtime and precision this machine has, batch 1.
 
-Usage: python bench/inference.py [--package models/all-small-cnn-X.tar.gz] [--iterations 500] [--rounds 5]
+Usage: python bench/inference.py [--package models/all-small-cnn-X.tar.gz] [--iterations 1000] [--rounds 20]
                                  [--run runs/DIR]
 Each runtime is loaded the way a node loads it (edge_node.inference.load_classifier) and timed on `infer_raw` of one
-preprocessed image (the same work outside the model for every runtime), each in its own process, in turns over
-several rounds in alternating order, so a change in load falls on all alike. A runtime's p50 is the median of its
-per-round p50s; p99 is over all samples. `openvino_ms_p50` is the default runtime at the default precision
+preprocessed image (the same work outside the model for every runtime), each in its own process (no other runtime's
+thread pool spinning beside it) kept for the whole run and timed in short turns over many rounds in alternating
+order, so a change in load falls on all alike. A runtime's p50 is the median of its per-round p50s; p99 is over all
+samples. `openvino_ms_p50` is the default runtime at the default precision
 (confs.json); `openvino_wins_rounds` counts the rounds where it was no slower than LiteRT, and the load average
 before and after is recorded. With --run, Keras `model(x)` is timed too. Ends with one JSON line.
 """
@@ -17,6 +18,7 @@ import json
 import logging
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,45 +67,64 @@ def _load(pkg: Path, manifest, confs, runtime: str, precision: str):  # type: ig
         return f"{exc.__class__.__name__}: {exc}"
 
 
-def _worker(pkg: Path, confs_path: Path, runtime: str, precision: str, n: int) -> int:
-    """One runtime in its own process (no other runtime's thread pool spinning beside it): print the samples."""
+def _worker(pkg: Path, confs_path: Path, runtime: str, precision: str) -> int:
+    """One runtime in its own process, kept for the whole run: for each count read from stdin, print its samples."""
     from contracts.confs import load_confs
     from contracts.model_package import Manifest
 
     manifest = Manifest.model_validate_json((pkg / "manifest.json").read_bytes())
     classifier = _load(pkg, manifest, load_confs(confs_path).edge_node, runtime, precision)
     if isinstance(classifier, str):
-        print(json.dumps({"error": classifier}))
+        print(json.dumps({"error": classifier}), flush=True)
         return 0
     tensor = classifier.preprocess(np.random.default_rng(0).integers(0, 256, (224, 224, 3)).astype(np.uint8))
-    print(json.dumps({"ms": _times(lambda: classifier.infer_raw(tensor), n), "precision": classifier.precision}))
+    _times(lambda: classifier.infer_raw(tensor), 0, warmup=30)
+    print(json.dumps({"precision": classifier.precision}), flush=True)
+    for line in sys.stdin:
+        # A few untimed calls first: the block before belonged to another process, whose data filled the caches.
+        print(json.dumps({"ms": _times(lambda: classifier.infer_raw(tensor), int(line), warmup=5)}), flush=True)
     return 0
 
 
-def _time_in_turns(pkg: Path, confs_path: Path, wanted: list[tuple[str, str]], n: int, rounds: int) -> dict:  # type: ignore[type-arg]
-    """Each runtime in its own process, in turns over several rounds (order reversed every other round)."""
-    import subprocess
+def _reply(worker: subprocess.Popen[str], key: str) -> dict:  # type: ignore[type-arg]
+    """The worker's next JSON line (anything else a library prints is skipped)."""
+    for line in worker.stdout:  # type: ignore[union-attr]
+        if line.startswith("{"):
+            return json.loads(line)  # type: ignore[no-any-return]
+    raise RuntimeError(f"the {key} worker ended without an answer (exit {worker.wait()})")
 
-    samples: dict[str, list[float]] = {f"{r}_{p}": [] for r, p in wanted}
-    round_p50s: dict[str, list[float]] = {key: [] for key in samples}
+
+def _time_in_turns(pkg: Path, confs_path: Path, wanted: list[tuple[str, str]], n: int, rounds: int) -> dict:  # type: ignore[type-arg]
+    """Each runtime in its own idle-waiting process, timed in short turns (order reversed every other round)."""
     results: dict[str, dict | str] = {}
-    for number in range(rounds):
-        for runtime, precision in wanted if number % 2 == 0 else wanted[::-1]:
-            cmd = [sys.executable, __file__, "--worker", str(pkg), runtime, precision, "--confs", str(confs_path),
-                   "--iterations", str(max(n // rounds, 20))]
-            out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
-            key = f"{runtime}_{precision}"
-            if "error" in out:
-                results[key] = out["error"]
-                continue
-            samples[key] += out["ms"]
-            round_p50s[key].append(statistics.median(out["ms"]))
-            results[key] = {"precision": out["precision"]}
-    for key, ms in samples.items():
-        if ms and isinstance(results.get(key), dict):
-            results[key].update(  # type: ignore[union-attr]
-                p50=statistics.median(round_p50s[key]), p99=float(np.percentile(ms, 99)), rounds=round_p50s[key]
-            )
+    workers: dict[str, subprocess.Popen[str]] = {}
+    for runtime, precision in wanted:
+        cmd = [sys.executable, __file__, "--worker", str(pkg), runtime, precision, "--confs", str(confs_path)]
+        worker = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        key = f"{runtime}_{precision}"
+        ready = _reply(worker, key)
+        if "error" in ready:
+            results[key] = ready["error"]
+            worker.communicate()
+            continue
+        results[key] = {"precision": ready["precision"], "samples": [], "rounds": []}
+        workers[key] = worker
+    per_turn = str(max(n // rounds, 20))
+    try:
+        for number in range(rounds):
+            for key in list(workers) if number % 2 == 0 else list(workers)[::-1]:
+                workers[key].stdin.write(per_turn + "\n")  # type: ignore[union-attr]
+                workers[key].stdin.flush()  # type: ignore[union-attr]
+                ms = _reply(workers[key], key)["ms"]
+                results[key]["samples"] += ms  # type: ignore[index]
+                results[key]["rounds"].append(statistics.median(ms))  # type: ignore[index]
+    finally:
+        for worker in workers.values():
+            worker.communicate()
+    for key in workers:
+        timing = results[key]
+        ms = timing.pop("samples")  # type: ignore[union-attr]
+        timing.update(p50=statistics.median(timing["rounds"]), p99=float(np.percentile(ms, 99)))  # type: ignore[union-attr,index]
     return results
 
 
@@ -133,13 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--package", type=Path, help="model package (default: the highest version in models/)")
     parser.add_argument("--run", type=Path, help="training run with model.keras, to time Keras too")
     parser.add_argument("--confs", type=Path, default=Path("confs.json"))
-    parser.add_argument("--iterations", type=int, default=500, help="samples per runtime, split over the rounds")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--iterations", type=int, default=1000, help="samples per runtime, split over the rounds")
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--worker", nargs=3, metavar=("PKG_DIR", "RUNTIME", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.worker:
-        return _worker(Path(args.worker[0]), args.confs, args.worker[1], args.worker[2], args.iterations)
+        return _worker(Path(args.worker[0]), args.confs, args.worker[1], args.worker[2])
     from contracts.confs import load_confs
     from contracts.model_package import parse_public_key, unpack_package
 
