@@ -211,21 +211,22 @@ def stream(bench: Bench, args: argparse.Namespace, package: Path) -> dict[str, A
     sent_life = sum(int(each["life_sent"]) for each in summaries)
     late_ticks, connected = sum(int(each["late_ticks"]) for each in summaries), sum(int(each["connected"]) for each in summaries)
 
-    def counts() -> tuple[int, int]:
+    def counts() -> tuple[int, int, int]:
         results = bench.query("SELECT COUNT(*) FROM classifications WHERE device_id LIKE 'fleet-%'")[0][0]
         life = bench.query("SELECT COUNT(*) FROM telemetry WHERE device_id LIKE 'fleet-%'")[0][0]
-        return int(results), int(life)
+        probed = bench.query("SELECT COUNT(*) FROM classifications WHERE device_id = :d", {"d": PROBE_DEVICE})[0][0]
+        return int(results), int(life), int(probed)
 
     # The ingest may still be draining: wait until it has everything, or until nothing new arrives for 15 s.
     last, still_since = counts(), time.monotonic()
-    while last[0] < sent_results or last[1] < sent_life:
+    while last[0] < sent_results or last[1] < sent_life or last[2] < probe_sent:
         time.sleep(1.0)
         now = counts()
         if now != last:
             last, still_since = now, time.monotonic()
         elif time.monotonic() - still_since > 15:
             break
-    stored_results, stored_life = last
+    stored_results, stored_life, _ = last
     broker_cpu, ingest_cpu = cpu_seconds(bench.broker.pid) - cpu_before[0], cpu_seconds(ingest_pid) - cpu_before[1]
     with bench.engine.connect() as connection:
         rows = connection.execute(select(Classification.sent_at, Classification.received_at)
