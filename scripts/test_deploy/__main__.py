@@ -57,6 +57,7 @@ def build(stack: Stack, base: str) -> None:
 
 def up(stack: Stack) -> tuple[str, str]:
     """Broker and dashboard up, admin and nodes provisioned, nodes up; (admin password, API token)."""
+    stack.write_override()  # host ports chosen just before they are bound
     stack.compose("up", "-d", "--no-build", "broker", "dashboard-web", "dashboard-ingest", timeout=600)
     stack.wait_healthy(("broker", "dashboard-web", "dashboard-ingest"))
     password, api_token, tokens = stack.provision()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import socket
 import subprocess
@@ -25,11 +26,18 @@ TOKEN = re.compile(r"download token:\s+(\S+)")
 PASSWORD = re.compile(r"password \(shown once\):\s+(\S+)")
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(taken: set[int]) -> int:
+    """A TCP port free on all interfaces now, below Linux's ephemeral range so no outgoing connection takes it."""
+    while True:
+        port = random.randrange(20000, 32000)
+        if port in taken:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        return port
 
 
 @dataclass
@@ -48,7 +56,7 @@ class Stack:
         return self.work / "docker-compose.override.json"
 
     def write_override(self) -> None:
-        """Confs that also trust this run's throw-away key, mounted over /app/confs.json; free host ports."""
+        """Confs that also trust this run's throw-away key, mounted over /app/confs.json; host ports free now."""
         self.work.mkdir(parents=True, exist_ok=True)
         services: dict[str, dict[str, object]] = {}
         for node, relative in NODE_CONFS.items():
@@ -60,7 +68,10 @@ class Stack:
             for service in ([node, "dashboard-web", "dashboard-ingest"] if node == "edge-node-1" else [node]):
                 services[service] = {"volumes": [mount]}
         self.override.write_text(json.dumps({"services": services}, indent=2))
-        self.ports = {name: free_port() for name in PORT_VARIABLES}
+        ports: list[int] = []
+        for _ in PORT_VARIABLES:
+            ports.append(free_port(set(ports)))
+        self.ports = dict(zip(PORT_VARIABLES, ports))
         self.env.update({name: str(port) for name, port in self.ports.items()})
 
     def compose(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
