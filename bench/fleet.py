@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, help="keep broker, database and logs here (default: temporary)")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
                         help="sqlite (default) or postgresql (a throw-away cluster on a free port)")
+    parser.add_argument("--simulator-nice", type=int, default=10, metavar="N",
+                        help="run the simulators at this niceness (default 10): on a shared machine they stand in for "
+                        "other machines and must not take the CPU the broker and ingest need (0: same priority)")
     parser.add_argument("--nodes-per-process", type=int, default=500,
                         help="virtual nodes per simulator process (default 500: one process's GIL bounds its rate)")
     args = parser.parse_args(argv)
@@ -102,6 +105,7 @@ class Bench:
         self.db_url = db_url
         self.engine = create_engine(db_url)
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.simulator_nice = 0
         raw = json.loads((REPO / "confs.json").read_text())
         raw["mqtt"].update(host=broker.host, port=broker.port, tls=False, ca_file=None, password_file=None)
         raw["identity"].update(location=broker.location, zone=broker.zone)
@@ -135,7 +139,7 @@ class Bench:
         creds = self.work / f"{name}-credentials.json"
         creds.write_text(json.dumps({d: self.broker.credentials[d] for d in ids}))
         creds.chmod(0o600)
-        argv = [sys.executable, "-m", "edge_node.simulate", "--nodes", str(len(ids)), "--device-prefix", prefix,
+        argv = [*(["nice", "-n", str(self.simulator_nice)] if self.simulator_nice else []), sys.executable, "-m", "edge_node.simulate", "--nodes", str(len(ids)), "--device-prefix", prefix,
                 "--confs", str(self.confs_path), "--credentials", str(creds), "--initial-package", str(package),
                 "--work-dir", str(self.work / name), "--cheap", *args]
         if tokens is not None:
@@ -244,6 +248,7 @@ def stream(bench: Bench, args: argparse.Namespace, package: Path) -> dict[str, A
         "database": args.database,
         "ingest_workers": usable_cores(),
         "simulator_processes": len(parts),
+        "simulator_nice": args.simulator_nice,
         "stored_per_s": round((stored_results + stored_life) / args.duration, 1),
         "lag_p50_ms": round(percentile(lags, 0.50), 1),
         "lag_p99_ms": round(percentile(lags, 0.99), 1),
@@ -286,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = {"max_queued_messages": 100_000, "autosave_interval": 60, "bind_client_id": True}
         broker = make_broker(work / "broker", devices=(), settings=settings)
         bench = Bench(work, broker, free_port(), key, db_url)
+        bench.simulator_nice = args.simulator_nice
         try:
             started = time.monotonic()
             streaming = [d for _, ids in stream_ids(args.nodes, args.nodes_per_process) for d in ids]
