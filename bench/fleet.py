@@ -9,7 +9,7 @@ and p99, ingest lag p50 and p99 (the same for a probe node outside the simulator
 every 0.1 s stamped just before publishing: broker plus ingest alone), lost (sent minus stored), CPU
 seconds of broker, ingest and simulators, and the simulators' late ticks (a Life or result due more than
 one period ago: the simulator, not the ingest, was behind).
-Part 2 (bench/fleet_rollout.py): a signed release is rolled out by the dashboard's rollout engine to
+Part 2 (bench/fleet_parts/rollout.py): a signed release is rolled out by the dashboard's rollout engine to
 `--rollout-nodes` other virtual nodes, which download it from the dashboard's package route. Figures:
 seconds until every target is ACTIVE and package bytes served per node. Ends with one JSON line.
 """
@@ -43,8 +43,8 @@ from contracts.model_package import public_key_text  # noqa: E402
 from dashboard.ingest.supervise import usable_cores  # noqa: E402
 from dashboard.models import Classification  # noqa: E402
 from edge_node.simulate.fleet import fleet_device_ids  # noqa: E402
-from fleet_probe import PROBE_DEVICE, Probe  # noqa: E402
-from fleet_rollout import rollout, wait_for  # noqa: E402
+from fleet_parts.probe import PROBE_DEVICE, Probe  # noqa: E402
+from fleet_parts.rollout import rollout, wait_for  # noqa: E402
 from support.pg_cluster import postgres_cluster  # noqa: E402
 from support.tiny_package import make_tiny_package  # noqa: E402
 

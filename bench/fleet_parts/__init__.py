@@ -1,0 +1,1 @@
+"""Parts of bench/fleet.py (a folder, so that `make bench` runs only the benchmarks themselves)."""
