@@ -68,16 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     if password is None:
         print("error: no broker password: set MQTT_PASSWORD or mqtt.password_file", file=sys.stderr)
         return 2
+    try:
+        commands = worker_commands(args, args.workers, args.username or app_id) if args.workers > 1 else []
+    except TopicError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     db = Database(database_url(confs))
     upgrade_database(db.engine)
-    if args.workers > 1:
+    if commands:
+        # Migrated once here, before the workers start, so they never race to create the schema.
         db.dispose()
-        username = args.username or app_id
-        try:
-            commands = worker_commands(args, args.workers, username)
-        except TopicError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
         return supervise(commands)
     worker_name = args.worker or "1"
     suffix = f"{args.shared}-{worker_name}" if args.shared else worker_name
