@@ -14,30 +14,10 @@ from sqlalchemy import func, select
 
 from dashboard.db import Database
 from dashboard.models import Classification
+from support.ingest_process import start_ingest, write_confs
 
 pytestmark = pytest.mark.timeout(120)
 REPO = Path(__file__).resolve().parents[2]
-
-
-def write_confs(tmp_path: Path, confs, broker, database_url: str) -> Path:
-    """A confs.json pointing ingest at the harness broker and the test database."""
-    data = confs.model_copy(deep=True)
-    data.mqtt.host, data.mqtt.port = broker.host, broker.port
-    data.identity.location = broker.location
-    data.dashboard.database_url = database_url
-    path = tmp_path / "ingest-confs.json"
-    path.write_text(data.model_dump_json(indent=2))
-    return path
-
-
-def start_ingest(confs_path: Path, broker, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "MQTT_PASSWORD": broker.credentials[broker.dashboard_user]}
-    env.pop("DATABASE_URL", None)
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "dashboard.ingest", "--confs", str(confs_path), "--workers", "1", "--no-engine"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
 
 
 def stored(database: Database) -> int:
@@ -48,7 +28,7 @@ def stored(database: Database) -> int:
 def test_sigkill_mid_burst_then_restart_loses_nothing(tmp_path, confs, broker, database, payloads, wait) -> None:
     confs_path = write_confs(tmp_path, confs, broker, database.url)
     log = tmp_path / "ingest.log"
-    ingest = start_ingest(confs_path, broker, log)
+    ingest = start_ingest(confs_path, broker, log, "--workers", "1", "--no-engine")
     app_status = broker.collector(broker.dashboard_user, broker.app_topic())
     app_status.wait_for(broker.app_topic(), timeout=30)
     node = broker.client("devA")
@@ -73,7 +53,7 @@ def test_sigkill_mid_burst_then_restart_loses_nothing(tmp_path, confs, broker, d
     for info in infos:
         info.wait_for_publish(20)
     assert killed_at < fed_before_kill, f"the kill came after all {fed_before_kill} results fed so far were stored"
-    ingest = start_ingest(confs_path, broker, log)
+    ingest = start_ingest(confs_path, broker, log, "--workers", "1", "--no-engine")
     try:
         wait(lambda: stored(database) == total, timeout=60, what=f"{total} results after restart ({log.read_text()[-2000:]})")
         with database.session(readonly=True) as session:

@@ -17,29 +17,10 @@ from sqlalchemy import func, select
 
 from dashboard.db import Database
 from dashboard.models import Classification
+from support.ingest_process import start_ingest, write_confs
 
 pytestmark = pytest.mark.timeout(120)
 REPO = Path(__file__).resolve().parents[2]
-
-
-def write_confs(tmp_path: Path, confs: Any, broker: Any, database_url: str) -> Path:
-    """A confs.json pointing ingest at the harness broker and the test database."""
-    data = confs.model_copy(deep=True)
-    data.mqtt.host, data.mqtt.port = broker.host, broker.port
-    data.identity.location = broker.location
-    data.dashboard.database_url = database_url
-    path = tmp_path / "ingest-confs.json"
-    path.write_text(data.model_dump_json(indent=2))
-    return path
-
-
-def start(confs_path: Path, broker: Any, log: Path, *args: str) -> subprocess.Popen[bytes]:
-    """`python -m dashboard.ingest --confs ... ARGS` logging to log."""
-    env = {**os.environ, "MQTT_PASSWORD": broker.credentials[broker.dashboard_user]}
-    env.pop("DATABASE_URL", None)
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "dashboard.ingest", "--confs", str(confs_path), *args],
-                                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def worker_pids(log: Path) -> list[int]:
@@ -84,7 +65,7 @@ def test_two_workers_under_bound_client_ids_store_each_message_once_and_stop_on_
     broker = broker_factory(settings={"bind_client_id": True})  # as production renders it
     database = Database(f"sqlite:///{tmp_path / 'ingest.db'}")
     log = tmp_path / "ingest.log"
-    ingest = start(write_confs(tmp_path, confs, broker, database.url), broker, log, "--workers", "2")
+    ingest = start_ingest(write_confs(tmp_path, confs, broker, database.url), broker, log, "--workers", "2")
     try:
         wait(lambda: log.read_text().count("subscribing") >= 2, timeout=60, what=f"two subscribed workers:\n{log.read_text()}")
         total = 1000
@@ -114,7 +95,7 @@ def test_a_worker_that_dies_stops_the_rest_and_the_ingest_exits_non_zero(
     tmp_path: Path, confs: Any, broker: Any, wait: Any
 ) -> None:
     log = tmp_path / "ingest.log"
-    ingest = start(write_confs(tmp_path, confs, broker, f"sqlite:///{tmp_path / 'ingest.db'}"), broker, log,
+    ingest = start_ingest(write_confs(tmp_path, confs, broker, f"sqlite:///{tmp_path / 'ingest.db'}"), broker, log,
                    "--workers", "2")
     try:
         wait(lambda: log.read_text().count("subscribing") >= 2, timeout=60, what=f"two subscribed workers:\n{log.read_text()}")
