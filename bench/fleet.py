@@ -1,16 +1,19 @@
 """Fleet benchmark: simulated nodes through the real broker into the real ingest, then a real rollout.
 
-Part 1: `--nodes` virtual nodes (`python -m edge_node.simulate --cheap`, in processes of up to
-`--nodes-per-process`) send Life every second and a result every 5 seconds for `--duration` seconds;
+Part 1: `--nodes` nodes send Life every second and a result every 5 seconds for `--duration` seconds: by default
+light nodes (`python -m edge_node.simulate.traffic`: real MQTT 5 sessions and contract payloads, no model or
+outbox, tens of µs a message), with `--simulator full` virtual nodes (`python -m edge_node.simulate --cheap`, each
+with its outbox, OTA agent and stand-in classifier, about 2 ms a message), in processes of `--nodes-per-process`;
 the ingest (`python -m dashboard.ingest`, as shipped: one worker per usable core) stores them in
 SQLite, or with `--database postgresql` in a throw-away PostgreSQL cluster. Figures: rows stored per
 second, lag (the row's received_at minus the message's sent_at, made on the node before its outbox) p50
 and p99, ingest lag p50 and p99 (the same for a probe node outside the simulators that publishes a result
 every 0.1 s stamped just before publishing: broker plus ingest alone), lost (sent minus stored), CPU
 seconds of broker, ingest and simulators, and the simulators' late ticks (a Life or result due more than
-one period ago: the simulator, not the ingest, was behind).
+one period ago: the simulator, not the ingest, was behind). The nodes stand in for other machines: on one
+machine they must not take the CPU the broker and ingest need, hence the light generator and their niceness.
 Part 2 (bench/fleet_parts/rollout.py): a signed release is rolled out by the dashboard's rollout engine to
-`--rollout-nodes` other virtual nodes, which download it from the dashboard's package route. Figures:
+`--rollout-nodes` other virtual nodes (always full ones: they need real OTA agents), which download it from the dashboard's package route. Figures:
 seconds until every target is ACTIVE and package bytes served per node. Ends with one JSON line.
 """
 
@@ -62,9 +65,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--simulator-nice", type=int, default=10, metavar="N",
                         help="run the simulators at this niceness (default 10): on a shared machine they stand in for "
                         "other machines and must not take the CPU the broker and ingest need (0: same priority)")
-    parser.add_argument("--nodes-per-process", type=int, default=500,
-                        help="virtual nodes per simulator process (default 500: one process's GIL bounds its rate)")
+    parser.add_argument("--simulator", choices=("light", "full"), default="light",
+                        help="the streaming nodes: light (default; edge_node.simulate.traffic) or full virtual nodes "
+                        "(edge_node.simulate --cheap, about 2 ms of CPU a message)")
+    parser.add_argument("--nodes-per-process", type=int,
+                        help="nodes per simulator process (default 500 full, 2500 light: one process's GIL bounds its rate)")
     args = parser.parse_args(argv)
+    if args.nodes_per_process is None:
+        args.nodes_per_process = 500 if args.simulator == "full" else 2500
     if (args.nodes < 1 or args.duration <= 0 or args.rollout_nodes < 0 or args.rate <= 0 or args.life_interval <= 0
             or args.nodes_per_process < 1):
         parser.error("--nodes ≥ 1, --duration > 0, --rollout-nodes ≥ 0, --rate > 0, --life-interval > 0 and "
@@ -147,6 +155,16 @@ class Bench:
             argv += ["--tokens", str(self.work / f"{name}-tokens.json")]
         return self.start(name, argv)
 
+    def start_traffic(self, name: str, ids: list[str], prefix: str, args: list[str], package: Path) -> subprocess.Popen[bytes]:
+        """A `python -m edge_node.simulate.traffic` process (light nodes) for ids."""
+        creds = self.work / f"{name}-credentials.json"
+        creds.write_text(json.dumps({d: self.broker.credentials[d] for d in ids}))
+        creds.chmod(0o600)
+        argv = [*(["nice", "-n", str(self.simulator_nice)] if self.simulator_nice else []), sys.executable, "-m",
+                "edge_node.simulate.traffic", "--nodes", str(len(ids)), "--device-prefix", prefix, "--confs",
+                str(self.confs_path), "--credentials", str(creds), "--initial-package", str(package), *args]
+        return self.start(name, argv)
+
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """Read the dashboard database directly."""
         with self.engine.connect() as connection:
@@ -194,14 +212,16 @@ def stream(bench: Bench, args: argparse.Namespace, package: Path) -> dict[str, A
     parts = stream_ids(args.nodes, args.nodes_per_process)
     ingest_pid = bench.processes[0].pid
     cpu_before = cpu_seconds(bench.broker.pid), cpu_seconds(ingest_pid)
-    print(f"streaming: {args.nodes} nodes in {len(parts)} simulator process(es), Life every {args.life_interval:g} s, "
+    print(f"streaming: {args.nodes} {args.simulator} nodes in {len(parts)} simulator process(es), Life every {args.life_interval:g} s, "
           f"a result every {1 / args.rate:g} s, for {args.duration:g} s", flush=True)
     load_start = os.getloadavg()
     probe = Probe(bench.broker)
     probe.start()
-    fleets = [bench.start_fleet(f"stream-{prefix}", ids, prefix, ["--rate", str(args.rate), "--life-interval",
-                                str(args.life_interval), "--duration", str(args.duration)], None, package)
-              for prefix, ids in parts]
+    rates = ["--rate", str(args.rate), "--life-interval", str(args.life_interval), "--duration", str(args.duration)]
+    if args.simulator == "full":
+        fleets = [bench.start_fleet(f"stream-{prefix}", ids, prefix, rates, None, package) for prefix, ids in parts]
+    else:
+        fleets = [bench.start_traffic(f"stream-{prefix}", ids, prefix, rates, package) for prefix, ids in parts]
     sim_cpu = 0.0
     while any(fleet.poll() is None for fleet in fleets):
         sim_cpu = max(sim_cpu, sum(cpu_seconds(fleet.pid) for fleet in fleets))  # read before they exit
@@ -247,6 +267,7 @@ def stream(bench: Bench, args: argparse.Namespace, package: Path) -> dict[str, A
         "nodes": args.nodes,
         "database": args.database,
         "ingest_workers": usable_cores(),
+        "simulator": args.simulator,
         "simulator_processes": len(parts),
         "simulator_nice": args.simulator_nice,
         "stored_per_s": round((stored_results + stored_life) / args.duration, 1),

@@ -7,6 +7,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +34,14 @@ class _Attached:
 
 
 class SharedMqttLoop:
-    """Reads, writes, keepalives and reconnects (with backoff) for many paho clients in one thread."""
+    """Reads, writes, keepalives and reconnects (with backoff) for many paho clients in one thread.
 
-    def __init__(self) -> None:
+    `tick`, if given, runs on the loop thread after every poll and returns the seconds until it wants to run
+    again: publishing from the loop thread avoids paho's racy cross-thread write registration.
+    """
+
+    def __init__(self, tick: Callable[[], float] | None = None) -> None:
+        self._tick = tick
         self._epoll = select.epoll()
         self._lock = threading.Lock()
         self._by_fd: dict[int, _Attached] = {}
@@ -112,9 +118,9 @@ class SharedMqttLoop:
             pass  # closed meanwhile
 
     def _run(self) -> None:
-        last_misc = 0.0
+        last_misc, timeout = 0.0, 0.2
         while not self._stop.is_set():
-            for fd, events in self._epoll.poll(0.2):
+            for fd, events in self._epoll.poll(timeout):
                 with self._lock:
                     entry = self._by_fd.get(fd)
                 if entry is None:
@@ -123,10 +129,20 @@ class SharedMqttLoop:
                     entry.client.loop_read()
                 if events & select.EPOLLOUT and entry.client.socket() is not None:
                     entry.client.loop_write()
+            if self._tick is not None:
+                timeout = self._run_tick()
             now = time.monotonic()
             if now - last_misc >= _MISC_INTERVAL_S:
                 last_misc = now
                 self._housekeeping(now)
+
+    def _run_tick(self) -> float:
+        """The tick's wish for the next poll timeout, within 0-0.2 s; a failing tick is logged, not fatal."""
+        try:
+            return min(0.2, max(0.0, self._tick()))  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - the loop must keep serving every client
+            logger.exception("shared loop tick failed")
+            return 0.2
 
     def _housekeeping(self, now: float) -> None:
         """Keepalive pings for connected clients; reconnect (with backoff) those without a socket."""
