@@ -12,7 +12,7 @@ from broker_harness import BrokerHandle
 from contracts.messages import LifeMessage, NodeState, SensorsMessage, StatusMessage, from_bytes, to_bytes
 from contracts.topics import Channel
 from edge_node.simulate import FleetError, fleet_device_ids
-from edge_node.simulate.templates import MARKS, Template, life_template, result_templates, stamp
+from edge_node.simulate.light_node import MARKS, Template, life_template, result_templates, stamp
 from edge_node.simulate.traffic import TrafficGenerator, TrafficSettings
 from faults.tcp_proxy import TcpProxy
 from tests.edge_node.node_harness import ROOT, wait_until
