@@ -134,3 +134,14 @@ def test_a_filled_template_is_byte_for_byte_what_the_contract_writes():
     assert stamp().endswith("Z") and from_bytes(life.replace(ids["sent_at"].encode(), stamp().encode()))
     with pytest.raises(ValueError, match="exactly once"):
         Template(SensorsMessage.model_validate_json(payload).model_copy(update={"specimen_id": MARKS["sample_id"]}))
+
+
+@pytest.mark.timeout(60)
+def test_nodes_connect_with_tls_when_told(traffic_broker):
+    broker = traffic_broker
+    tls = settings(broker, broker.tls_port, host=broker.tls_host, tls=True, ca_file=str(broker.ca_path))
+    generator = TrafficGenerator(tls, broker.credentials)
+    assert generator.start(20) == len(DEVICES)
+    time.sleep(1.0)
+    assert generator.drain(20) and generator.stop()
+    assert generator.sent["life"] >= len(DEVICES) and generator.acked == generator.sent
