@@ -221,7 +221,16 @@ class Ping(BaseModel):
     kind: Literal["ping"] = "ping"
 
 
-Command: TypeAlias = Annotated[Union[ModelUpdate, Rollback, Ping], Field(discriminator="kind")]
+class Replay(BaseModel):
+    """Publish again the results the broker acknowledged in the last `seconds` (the dashboard may have missed them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    kind: Literal["replay"] = "replay"
+    seconds: Annotated[int, Field(gt=0, le=86_400)]
+
+
+Command: TypeAlias = Annotated[Union[ModelUpdate, Rollback, Ping, Replay], Field(discriminator="kind")]
 
 
 class CommandMessage(Envelope):

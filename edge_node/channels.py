@@ -13,6 +13,7 @@ from contracts.messages import (
     MessageError,
     NodeState,
     Ping,
+    Replay,
     Severity,
     StatusMessage,
     UpdateMessage,
@@ -60,13 +61,17 @@ class NodeChannels:
         self._ota: OtaAgent | None = None
         self._publish_life: Callable[[], object] = lambda: None
         self._outbox: Outbox | None = None
+        self._replay: Callable[[float], object] = lambda _seconds: None
 
     def bind(
-        self, link: MqttLink, warner: Warner, ota: OtaAgent, publish_life: Callable[[], object], outbox: Outbox
+        self, link: MqttLink, warner: Warner, ota: OtaAgent, publish_life: Callable[[], object], outbox: Outbox,
+        replay: Callable[[float], object] | None = None,
     ) -> None:
         """Attach the parts that were built with this object's callbacks, and route Commands here."""
         self._link, self._warner, self._ota, self._publish_life = link, warner, ota, publish_life
         self._outbox = outbox
+        if replay is not None:
+            self._replay = replay
         link.add_route(self._topic(Channel.COMMANDS), self.on_command)
 
     @property
@@ -115,6 +120,10 @@ class NodeChannels:
         logger.info("command %s (%s)", command.command_id, command.command.kind)
         if isinstance(command.command, Ping):
             self.link.publish_status()
+            self._publish_life()
+        elif isinstance(command.command, Replay):
+            # Answered by the replayed results themselves and a fresh Life (its outbox_depth shows them queued).
+            self._replay(command.command.seconds)
             self._publish_life()
         elif self._ota is not None:
             self._ota.handle(command)

@@ -53,6 +53,7 @@ class OutboxSender:
         self._replay_due = threading.Event()
         self._resettle_s = resettle_s
         self._second_replay: tuple[float, float] | None = None  # (when, replay what was delivered since)
+        self._requested_since: float | None = None  # a consumer asked for what was delivered since (wall clock)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="outbox-sender", daemon=True)
         self.delivered = 0
@@ -81,6 +82,14 @@ class OutboxSender:
         self._outbox.wake()
         if self._thread.is_alive():
             self._thread.join(10)
+
+    def request_replay(self, seconds: float) -> None:
+        """Publish again what the broker acknowledged in the last `seconds` (within the outbox's replay window)."""
+        since = time.time() - seconds
+        with self._lock:
+            if self._requested_since is None or since < self._requested_since:
+                self._requested_since = since
+        self._outbox.wake()
 
     def in_flight(self) -> int:
         """Messages handed to paho and not yet acknowledged."""
@@ -127,6 +136,7 @@ class OutboxSender:
                     if self._replay_due.is_set():
                         self._replay_delivered()
                     self._replay_after_resettle()
+                    self._replay_requested()
                     self._resend_stale()
                     self._publish_next()
             except Exception:
@@ -180,12 +190,7 @@ class OutboxSender:
         """Publish again what was acknowledged within the replay window before the link was lost."""
         self._replay_due.clear()
         lost_at = self._link_lost_at or time.time()
-        seqs = self._outbox.requeue_delivered(lost_at - self._outbox.replay_window_s)
-        if not seqs:
-            return
-        logger.info("replaying %d results the broker acknowledged shortly before the link was lost", len(seqs))
-        self.replayed += len(seqs)
-        self._cursor = min(self._cursor, seqs[0] - 1)  # _publish_next sends them again, in order
+        self._requeue(lost_at - self._outbox.replay_window_s, "acknowledged shortly before the link was lost")
 
     def _replay_after_resettle(self) -> None:
         """After a broker that lost its state, replay once more when subscribers have had time to return."""
@@ -193,9 +198,20 @@ class OutboxSender:
         if pending is None or time.monotonic() < pending[0]:
             return
         self._second_replay = None
-        seqs = self._outbox.requeue_delivered(pending[1])
+        self._requeue(pending[1], "the broker had lost its sessions")
+
+    def _replay_requested(self) -> None:
+        """Replay what a consumer asked for with a Replay command."""
+        with self._lock:
+            since, self._requested_since = self._requested_since, None
+        if since is not None:
+            self._requeue(since, "the dashboard asked for them")
+
+    def _requeue(self, since: float, why: str) -> None:
+        """Put what was delivered since back in line, to be published again in order."""
+        seqs = self._outbox.requeue_delivered(since)
         if seqs:
-            logger.info("replaying %d results again: the broker had lost its sessions", len(seqs))
+            logger.info("replaying %d results again: %s", len(seqs), why)
             self.replayed += len(seqs)
             self._cursor = min(self._cursor, seqs[0] - 1)
 

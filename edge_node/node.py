@@ -125,7 +125,8 @@ class EdgeNode:
             package_origin=confs.dashboard.public_url, ca_file=confs.ota.ca_file,
         )
         self.sources = self._build_sources(secrets)
-        self.channels.bind(self.link, self.warner, self.ota, self._publish_life, self.outbox)
+        self.channels.bind(self.link, self.warner, self.ota, self._publish_life, self.outbox,
+                           replay=self.sender.request_replay)
         self._life_thread = threading.Thread(target=self._life_loop, name="life", daemon=True)
 
     def _link_settings(self, secrets: Secrets) -> LinkSettings:

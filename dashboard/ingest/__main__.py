@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -15,6 +16,7 @@ from contracts.confs import ConfsError, load_confs, read_secret
 from contracts.topics import TopicError, check_segment
 from dashboard import database_url
 from dashboard.db import Database
+from dashboard.ingest import replay
 from dashboard.ingest.screen import ClockBounds
 from dashboard.ingest.store import BatchWriter
 from dashboard.ingest.supervise import supervise, worker_commands, worker_count
@@ -43,6 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--flush-ms", type=float, default=100.0)
     parser.add_argument("--no-engine", action="store_true",
                         help="do not run the rollout engine, the retention job or the alert rules here")
+    parser.add_argument("--no-replay-requests", action="store_true",
+                        help="do not ask the nodes to replay after a lost link (another worker of the group does)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -92,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     engine = None if args.no_engine else RolloutEngine(db, MqttCommandPublisher(worker.client, app_id), confs.dashboard.public_url)
     every_s = confs.dashboard.alerts.evaluate_every_s
     worker.tick = engine.tick if engine is not None else None
+    if not args.no_replay_requests:
+        worker.request_replay = functools.partial(
+            replay.request_replay, db, MqttCommandPublisher(worker.client, app_id), confs.identity.location
+        )
 
     def evaluate_alerts() -> None:
         """Evaluate the alert rules (per site) and send notifications every evaluate_every_s until the worker stops."""

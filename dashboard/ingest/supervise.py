@@ -50,9 +50,12 @@ def worker_commands(args: argparse.Namespace, count: int, username: str) -> list
         command = [sys.executable, "-m", "dashboard.ingest", "--workers", "1", "--confs", str(args.confs),
                    "--shared", group, "--worker", name, "--username", ingest_account(username, n),
                    "--batch-size", str(args.batch_size), "--flush-ms", str(args.flush_ms)]
-        # Worker 1 alone runs the rollout engine, retention and alerts: one sender keeps commands in order.
+        # Worker 1 alone runs the rollout engine, retention and alerts, and asks the nodes to replay after a
+        # lost link: one sender keeps commands in order.
         if n > 1 or args.no_engine:
             command.append("--no-engine")
+        if n > 1 or args.no_replay_requests:
+            command.append("--no-replay-requests")
         if args.verbose:
             command.append("-v")
         commands.append(command)

@@ -7,12 +7,14 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 
 from contracts.messages import NodeState, StatusMessage, to_bytes
 from contracts.topics import application_topic, dashboard_subscriptions
+from dashboard.ingest.replay import replay_seconds
 from dashboard.ingest.store import BatchWriter, WriteResult
 from dashboard.ingest.validate import Accepted, Rejection, validate
 
@@ -76,6 +78,11 @@ class IngestWorker:
         self.connected = threading.Event()
         self.generation = 0
         self.totals = WriteResult()
+        # Set by the entry point on one worker of a group: asks the nodes to replay after a lost link.
+        self.request_replay: Callable[[int], int] | None = None
+        self._replay_lock = threading.Lock()
+        self._link_lost_at: float | None = None
+        self._replay_due_s: int | None = None
         self.client = self._make_client()
 
     def _status(self, state: NodeState) -> bytes:
@@ -103,6 +110,10 @@ class IngestWorker:
                          reason)
             return
         self.generation += 1
+        with self._replay_lock:
+            if self._link_lost_at is not None:
+                self._replay_due_s = replay_seconds(time.monotonic() - self._link_lost_at)
+                self._link_lost_at = None
         logger.info("connected (session present: %s); subscribing", flags.session_present)
         s = self.settings
         client.subscribe([(topic, 1) for topic in dashboard_subscriptions(s.location, s.shared_group)])
@@ -115,6 +126,9 @@ class IngestWorker:
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self.connected.clear()
+        with self._replay_lock:
+            if self._link_lost_at is None:
+                self._link_lost_at = time.monotonic()
         if not self.stopping.is_set():
             logger.warning("disconnected from the broker: %s; paho reconnects", reason)
 
@@ -191,12 +205,25 @@ class IngestWorker:
             until_tick = next_tick - time.monotonic() if self.tick is not None else 0.5
             batch = self._collect(timeout=max(0.0, min(0.5, until_tick)))
             changed = bool(batch) and self.process(batch).fleet_changed
+            self._request_replay_if_due()
             if self.tick is not None and (changed or time.monotonic() >= next_tick):
                 try:
                     self.tick()
                 except Exception:
                     logger.exception("rollout engine tick failed")
                 next_tick = time.monotonic() + self.settings.tick_interval_s
+
+    def _request_replay_if_due(self) -> None:
+        """After a reconnect that followed a lost link, ask the nodes for what the broker may have dropped."""
+        with self._replay_lock:
+            seconds, self._replay_due_s = self._replay_due_s, None
+        if seconds is None or self.request_replay is None:
+            return
+        try:
+            sent = self.request_replay(seconds)
+            logger.info("asked %d nodes to replay their last %d s: the link to the broker had been lost", sent, seconds)
+        except Exception:
+            logger.exception("asking the nodes to replay failed")
 
     def stop(self) -> None:
         """Store what is queued, publish OFFLINE, disconnect."""

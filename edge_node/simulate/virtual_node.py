@@ -103,7 +103,8 @@ class VirtualNode:
             view, self.outbox, identity.device_id, self._topic(Channel.SENSORS), 50_000_000,
             on_result=self.stats.record,
         )
-        self.channels.bind(self.link, self.warner, self.ota, self.publish_life, self.outbox)
+        self.channels.bind(self.link, self.warner, self.ota, self.publish_life, self.outbox,
+                           replay=self.sender.request_replay)
 
     def _link_settings(self) -> LinkSettings:
         env, device = self._env, self.device_id

@@ -15,6 +15,7 @@ from contracts.messages import (
     ModelUpdate,
     NodeState,
     Ping,
+    Replay,
     Rollback,
     SensorsMessage,
     StatusMessage,
@@ -60,6 +61,7 @@ EXAMPLES: list[Envelope] = [
     ),
     CommandMessage(device="dashboard", command_id="c-2", command=Rollback()),
     CommandMessage(device="dashboard", command_id="c-3", command=Ping()),
+    CommandMessage(device="dashboard", command_id="c-4", command=Replay(seconds=90)),
     UpdateMessage(device="devA", command_id="c-1", state=UpdateState.FAILED, version="1.1.0", reason="bad signature"),
 ]
 
@@ -154,3 +156,11 @@ def test_a_last_will_outranks_the_birth_of_its_own_connection_but_not_a_later_on
     assert will.order_key() > birth.order_key()
     assert reconnected.order_key() > will.order_key()
     assert from_bytes(to_bytes(will)) == will
+
+
+@pytest.mark.parametrize("seconds", [0, -5, 86_401, "60", 1.5, None])
+def test_a_replay_command_refuses_a_window_outside_one_second_to_one_day(seconds: object) -> None:
+    body = json.loads(to_bytes(CommandMessage(device="dashboard", command_id="r-1", command=Replay(seconds=60))))
+    body["command"]["seconds"] = seconds
+    with pytest.raises(MessageError):
+        from_bytes(json.dumps(body).encode(), Channel.COMMANDS)

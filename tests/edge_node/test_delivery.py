@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -132,5 +133,31 @@ def test_broker_outage_loses_nothing(broker: BrokerHandle, tmp_path: Path):
     watch.client.reconnect()
     assert sender.flush(30)
     wait_until(lambda: {int(m.payload) for m in watch.messages} == set(range(40)), 15)
+    sender.stop()
+    link.stop()
+
+
+def test_a_replay_request_publishes_again_what_the_broker_acknowledged_within_the_asked_seconds(
+    broker: BrokerHandle, tmp_path: Path
+):
+    topic = broker.topic("devA", "Sensors")
+    watch = broker.collector("dashboard", topic)
+    outbox = Outbox(tmp_path / "o.db", limit=1000)
+    link = _link(broker)
+    sender = OutboxSender(outbox, link)
+    sender.start()
+    link.start()
+    for i in range(5):
+        outbox.put(topic, f"{i}".encode())
+    assert sender.flush(10)
+    wait_until(lambda: len(watch.messages) == 5)
+    sender.request_replay(60)
+    wait_until(lambda: len(watch.messages) == 10, 10)
+    assert [int(m.payload) for m in watch.messages] == [0, 1, 2, 3, 4] * 2, "replayed in order"
+    assert sender.replayed == 5 and outbox.depth() == 0
+    time.sleep(0.2)  # what was delivered before the asked window stays delivered
+    sender.request_replay(0.1)
+    time.sleep(1.0)
+    assert len(watch.messages) == 10 and sender.replayed == 5
     sender.stop()
     link.stop()
