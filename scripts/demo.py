@@ -250,7 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     except (DemoError, OSError, ValueError) as exc:
         print(f"\ndemo: {exc}", file=sys.stderr)
         code = 1
-    stack.stop()
+    finally:
+        # The processes run in their own sessions: whatever ended the demo, even a bug, must not orphan them,
+        # and a second Ctrl-C must not cut the stopping short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
     print("Everything stopped.")
     if monitor is not None:
         print(json.dumps(monitor.summary()), flush=True)
