@@ -205,14 +205,17 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(args.state)
     args.state.mkdir(parents=True)
     stack = Stack(args.state)
-    stop_requested = False
+    stopped_by = "Ctrl-C"
 
     def request_stop(signum: int, _frame: object) -> None:
-        nonlocal stop_requested
-        stop_requested = True
+        nonlocal stopped_by
+        stopped_by = signal.Signals(signum).name
         raise KeyboardInterrupt
 
+    # Installed explicitly: a shell starting the demo in the background (CI, nohup ... &) leaves SIGINT ignored,
+    # and Python then never turns Ctrl-C or `kill -INT` into KeyboardInterrupt.
     signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     taken: set[int] = set()
     monitor: Monitor | None = None
     code = 0
@@ -243,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             print("demo: " + "; ".join(f"{name} {why}" for name, why in monitor.gone.items()), file=sys.stderr)
             code = 1
     except KeyboardInterrupt:
-        print("\nStopping:" if not stop_requested else "\nStopping (SIGTERM):")
+        print(f"\nStopping ({stopped_by}):", flush=True)
     except NotServing as exc:
         print(f"\ndemo: a node cannot serve the model:\n{exc}", file=sys.stderr)
         code = 1

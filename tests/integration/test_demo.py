@@ -131,3 +131,31 @@ def test_demo_survives_a_node_exiting_and_says_which_and_why(tmp_path: Path, dem
     figures = summary(stdout)
     assert (figures["nodes_serving"], figures["nodes"]) == (1, 2) and figures["stored"] > 0, figures
     no_leftovers(state)
+
+
+@pytest.mark.timeout(240)
+def test_ctrl_c_stops_everything_even_when_the_demo_was_started_with_sigint_ignored(tmp_path: Path, demo_inputs) -> None:  # type: ignore[no-untyped-def]
+    # What a shell does to a command started in the background: CI, `nohup make demo &`.
+    state = tmp_path / "state"
+    demo = subprocess.Popen(demo_argv(demo_inputs, state, 200), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    lines = []
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            lines.append(line)
+            if "classifications stored" in line:
+                break
+        else:
+            pytest.fail("the demo never started counting:\n" + "".join(lines))
+        demo.send_signal(signal.SIGINT)
+        out, err = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    stdout = "".join(lines) + out
+    assert "Stopping (SIGINT):" in stdout and "Everything stopped." in stdout, stdout + err
+    assert summary(stdout)["nodes"] == 2
+    no_leftovers(state)
