@@ -10,7 +10,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -56,6 +58,23 @@ def summary(stdout: str) -> dict[str, int]:
     figures = json.loads(last)
     assert set(figures) == {"classified", "stored", "nodes_serving", "nodes"}, last
     return figures
+
+
+def start_demo(inputs: tuple[Path, Path, Path], state: Path, duration: float, **popen: Any) -> subprocess.Popen[str]:
+    """The demo as a process whose output the test reads line by line."""
+    return subprocess.Popen(demo_argv(inputs, state, duration), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, **popen)
+
+
+def read_until(demo: subprocess.Popen[str], reached: Callable[[str], bool], what: str) -> list[str]:
+    """The demo's output lines up to the first for which reached() holds; fails the test if it ends first."""
+    assert demo.stdout is not None
+    lines = []
+    for line in demo.stdout:
+        lines.append(line)
+        if reached(line):
+            return lines
+    pytest.fail(f"{what}:\n" + "".join(lines))
 
 
 def no_leftovers(state: Path) -> None:
@@ -105,17 +124,11 @@ def test_demo_fails_naming_each_node_that_cannot_serve_and_why(tmp_path: Path) -
 @pytest.mark.timeout(240)
 def test_demo_survives_a_node_exiting_and_says_which_and_why(tmp_path: Path, demo_inputs) -> None:  # type: ignore[no-untyped-def]
     state = tmp_path / "state"
-    demo = subprocess.Popen(demo_argv(demo_inputs, state, 45), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    lines = []
+    demo = start_demo(demo_inputs, state, 45)
     try:
-        assert demo.stdout is not None
-        for line in demo.stdout:
-            lines.append(line)
-            if "edge-node-2: " in line and "(edge-node-1: 0," not in line and not line.rstrip().endswith(": 0)"):
-                break
-        else:
-            pytest.fail("no progress line with both nodes serving:\n" + "".join(lines))
+        lines = read_until(
+            demo, lambda line: "edge-node-2: " in line and "(edge-node-1: 0," not in line
+            and not line.rstrip().endswith(": 0)"), "no progress line with both nodes serving")
         node = subprocess.run(["pgrep", "-f", str(state / "edge-node-2" / "confs.json")], capture_output=True, text=True)
         os.kill(int(node.stdout.split()[0]), signal.SIGKILL)
         out, err = demo.communicate(timeout=200)
@@ -137,18 +150,9 @@ def test_demo_survives_a_node_exiting_and_says_which_and_why(tmp_path: Path, dem
 def test_ctrl_c_stops_everything_even_when_the_demo_was_started_with_sigint_ignored(tmp_path: Path, demo_inputs) -> None:  # type: ignore[no-untyped-def]
     # What a shell does to a command started in the background: CI, `nohup make demo &`.
     state = tmp_path / "state"
-    demo = subprocess.Popen(demo_argv(demo_inputs, state, 200), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    lines = []
+    demo = start_demo(demo_inputs, state, 200, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
-        assert demo.stdout is not None
-        for line in demo.stdout:
-            lines.append(line)
-            if "classifications stored" in line:
-                break
-        else:
-            pytest.fail("the demo never started counting:\n" + "".join(lines))
+        lines = read_until(demo, lambda line: "classifications stored" in line, "the demo never started counting")
         demo.send_signal(signal.SIGINT)
         out, err = demo.communicate(timeout=60)
     finally:
