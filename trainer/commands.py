@@ -127,7 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     dataset, index = _load_split(confs, Path(confs.data_dir), progress=not args.quiet)
     run_dir = _run_dir(confs, args.run_dir)
     from trainer.evaluate import assess
-    from trainer.export import keras_predict
+    from trainer.predict import keras_predict
     from trainer.train import save_run, train_model
 
     result = train_model(confs, dataset, index, verbose=2 if args.quiet else 1, weights=args.weights)

@@ -89,7 +89,7 @@ def run_fold(
 ) -> dict[str, Any]:
     """Train on the fold's train part, pick the epoch on validation, measure CNN and baseline on the fold."""
     from trainer.baseline import ColourBaseline
-    from trainer.export import keras_predict
+    from trainer.predict import keras_predict
     from trainer.metrics import classification_report
     from trainer.robustness import robustness_table
     from trainer.train import train_model

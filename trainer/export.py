@@ -53,15 +53,6 @@ def save_ir(ov_model: ov.Model, out_dir: Path, fp16: bool = True) -> tuple[Path,
     return xml, xml.with_suffix(".bin")
 
 
-def keras_predict(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Keras probabilities for uint8 images, fed as float 0-255 like the model expects."""
-    outs = [
-        np.asarray(model(images[i : i + batch_size].astype(np.float32), training=False))
-        for i in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(outs) if outs else np.zeros((0, model.output_shape[-1]), np.float32)
-
-
 def agreement(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
     """Max absolute probability difference and whether every predicted label agrees."""
     if len(reference) == 0:

@@ -13,7 +13,6 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from contracts.confs import TrainerConfs
 from trainer.augment import Augmenter, mask_scale_bar
@@ -77,14 +76,24 @@ class AugmentedEpochs:
                 part = slice(i * self.batch_size, (i + 1) * self.batch_size)
                 yield images[part], labels[part]
 
-    def dataset(self) -> tf.data.Dataset:
-        """A tf.data view of the batches, cast to float pixels 0-255."""
+    def dataset(self, class_weight: np.ndarray) -> Any:
+        """What Keras fits on: float pixels 0-255, labels, and each sample's class weight.
+
+        A tf.data view on TensorFlow, a plain generator on other backends (PyTorch on an accelerator box).
+        Weights travel as sample weights because Keras takes `class_weight` for neither with a generator.
+        """
+        weight = np.asarray(class_weight, np.float32)
+        if keras.backend.backend() != "tensorflow":
+            return ((images.astype(np.float32), labels, weight[labels]) for images, labels in self)
+        import tensorflow as tf  # only this backend has tf.data
+
         spec = (
             tf.TensorSpec((None, self.size, self.size, 3), tf.uint8),
             tf.TensorSpec((None,), tf.int64),
         )
         ds = tf.data.Dataset.from_generator(lambda: iter(self), output_signature=spec)
-        return ds.map(lambda x, y: (tf.cast(x, tf.float32), y)).prefetch(2)
+        table = tf.constant(weight)
+        return ds.map(lambda x, y: (tf.cast(x, tf.float32), y, tf.gather(table, y))).prefetch(2)
 
 
 class FittedCosine(keras.callbacks.Callback):
@@ -146,10 +155,10 @@ class BestWeights(keras.callbacks.Callback):
             self.model.set_weights(self.weights)
 
 
-def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
-    """Inverse-frequency weights so the smaller Benign class counts as much as the others."""
+def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Inverse-frequency weight per class so the smaller Benign class counts as much as the others."""
     counts = np.bincount(labels, minlength=n_classes).astype(float)
-    return {i: float(len(labels) / (n_classes * c)) if c else 0.0 for i, c in enumerate(counts)}
+    return np.array([len(labels) / (n_classes * c) if c else 0.0 for c in counts])
 
 
 def train_model(
@@ -189,11 +198,10 @@ def train_model(
     validation = (val_images.astype(np.float32), labels[val_idx])
     start = time.monotonic()
     history = model.fit(
-        batches.dataset(),
+        batches.dataset(class_weights(labels[train_idx], n_classes)),
         steps_per_epoch=batches.steps,
         epochs=confs.epochs,
         validation_data=validation,
-        class_weight=class_weights(labels[train_idx], n_classes),
         callbacks=[budget, best, stopper],
         verbose=verbose,
     )
