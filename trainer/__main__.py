@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only-folds", help="comma-separated fold numbers to run, e.g. 0,1 (default all)")
     p.add_argument("--robustness-images", type=int, default=150, help="test images per fold measured under shifts")
     p.add_argument("--out", type=Path, help="results folder (default runs/cv-<time>); folds already in it are skipped")
+    p.add_argument("--note", action="append", help="a line for the report on where or how the folds ran (repeatable; kept)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
     p = sub.add_parser("keys", help="create the development signing key; --trust adds it to confs.json")

@@ -24,6 +24,7 @@ from trainer.split import Folds, fold_split, grouped_folds
 log = logging.getLogger(__name__)
 
 DONE = "metrics.json"  # written last: a fold folder without it is rerun
+NOTES = "notes.txt"
 
 
 def parse_only_folds(text: str | None, k: int) -> list[int]:
@@ -92,7 +93,7 @@ def run_fold(
     from trainer.predict import keras_predict
     from trainer.metrics import classification_report
     from trainer.robustness import robustness_table
-    from trainer.train import train_model
+    from trainer.train import train_model, training_backend
 
     index = fold_split(folds, fold, confs.split.validation_fraction, confs.seed)
     labels, classes = dataset.labels, dataset.classes
@@ -133,6 +134,7 @@ def run_fold(
         "colour_baseline": classification_report(test_labels, colour_probs, classes),
         "robustness": table,
         "robustness_images": len(pick),
+        "trained_with": training_backend(),
         "history": result.history,
     }
     _write_json(fold_dir / DONE, metrics)
@@ -151,10 +153,27 @@ def _combine_predictions(out: Path, done: list[int]) -> None:
     np.savez_compressed(out / "oof.npz", fold=fold_ids, classes=parts[0]["classes"], **merged)
 
 
-def _notes(
-    plan: dict[str, Any], confs: TrainerConfs, release: TrainerConfs, results: list[dict[str, Any]], robustness_images: int
-) -> list[str]:
+def _robustness_note(results: list[dict[str, Any]]) -> str:
+    counts = [r["robustness_images"] for r in results]
+    every = all(n == sum(r["sizes"]["test"].values()) for n, r in zip(counts, results))
+    span = f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)} to {max(counts)}"
+    return f"- robustness: on {'every test image of each fold' if every else 'a fixed random subsample of the test images per fold'} ({span} per fold)"
+
+
+def add_notes(out: Path, notes: list[str]) -> None:
+    """Keep free-text notes (where and how the folds ran) beside the results; each note once."""
+    path = out / NOTES
+    kept = path.read_text().splitlines() if path.is_file() else []
+    for note in (" ".join(n.split()) for n in notes):
+        if note and note not in kept:
+            kept.append(note)
+    path.write_text("".join(f"{line}\n" for line in kept))
+
+
+def _notes(plan: dict[str, Any], confs: TrainerConfs, release: TrainerConfs, results: list[dict[str, Any]], out: Path) -> list[str]:
     done = [r["fold"] for r in results]
+    trained_with = sorted({r.get("trained_with", "not recorded") for r in results})
+    extra = (out / NOTES).read_text().splitlines() if (out / NOTES).is_file() else []
     ran = sorted({(r["schedule"]["max_epochs"], r["schedule"]["max_minutes"]) for r in results})
     shorter = any(e < release.epochs or m < release.max_train_minutes for e, m in ran)
     schedules = " or ".join(f"at most {e} epochs and {m:g} minutes" for e, m in ran)
@@ -173,20 +192,22 @@ def _notes(
         + (": SHORTER than the release, so these figures may understate it" if shorter else "")
         + "; what each fold actually ran is in the per-fold table",
         f"- intervals: {S.CI_METHOD}",
-        f"- robustness: on a fixed random subsample of up to {robustness_images} test images per fold",
+        _robustness_note(results) if results else "- robustness: no fold done yet",
+        f"- trained with: {', '.join(trained_with)}",
+        *(f"- note: {line}" for line in extra),
     ]
 
 
-def report(out: Path, plan: dict[str, Any], confs: TrainerConfs, release: TrainerConfs, robustness_images: int) -> dict[str, Any]:
+def report(out: Path, plan: dict[str, Any], confs: TrainerConfs, release: TrainerConfs) -> dict[str, Any]:
     """Summarise every finished fold in out into cv.json, cv.md and oof.npz."""
     done = [f for f in range(plan["folds"]) if (out / f"fold-{f}" / DONE).is_file()]
     results = [json.loads((out / f"fold-{f}" / DONE).read_text()) for f in done]
     focus = S.focus_class(plan["classes"])
     summary = S.summarise(results, focus)
-    notes = _notes(plan, confs, release, results, robustness_images)
+    notes = _notes(plan, confs, release, results, out)
     data = {
         "folds": plan["folds"], "folds_done": done, "complete": len(done) == plan["folds"], "focus_class": focus,
-        "classes": plan["classes"], "plan_digest": plan["digest"], "robustness_images_per_fold": robustness_images,
+        "classes": plan["classes"], "plan_digest": plan["digest"], "robustness_images_per_fold": [r["robustness_images"] for r in results],
         "schedule": {"max_epochs": confs.epochs, "max_minutes": confs.max_train_minutes, "patience": confs.patience,
                      "release_epochs": release.epochs, "release_max_minutes": release.max_train_minutes},
         "notes": notes, **summary,
@@ -223,14 +244,15 @@ def cmd_cv(args: argparse.Namespace) -> int:
     out = args.out or Path(confs.runs_dir) / f"cv-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
     plan = fold_plan(dataset, folds, data_dir, confs.split.block_size, confs.seed)
     _check_plan(out, plan)
+    add_notes(out, args.note or [])
     for fold in chosen:
         if (out / f"fold-{fold}" / DONE).is_file():
             log.info("fold %d is already in %s: skipped", fold, out)
             continue
         # Keras writes epoch lines to stdout, which must hold only the JSON object under --json.
         run_fold(confs, dataset, folds, fold, out, args.robustness_images, verbose=0 if args.json else 2)
-        report(out, plan, confs, release, args.robustness_images)
-    data = report(out, plan, confs, release, args.robustness_images)
+        report(out, plan, confs, release)
+    data = report(out, plan, confs, release)
     if args.json:
         print(json.dumps({**data, "out": str(out)}))
         return 0

@@ -155,6 +155,23 @@ class BestWeights(keras.callbacks.Callback):
             self.model.set_weights(self.weights)
 
 
+def training_backend() -> str:
+    """What trains: the Keras backend, its version and the device it computes on."""
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        return f"Keras {keras.__version__} on PyTorch {torch.__version__}, " + (
+            f"CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU"
+        )
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return f"Keras {keras.__version__} on TensorFlow {tf.__version__}, " + (f"{len(gpus)} GPU" if gpus else "CPU")
+    return f"Keras {keras.__version__} on {backend}"
+
+
 def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     """Inverse-frequency weight per class so the smaller Benign class counts as much as the others."""
     counts = np.bincount(labels, minlength=n_classes).astype(float)

@@ -177,10 +177,10 @@ def test_cv_end_to_end_is_resumable(cli, confs_writer, synthetic_data: Path, tmp
     summary = json.loads(first.stdout)
     assert summary["folds_done"] == [1] and summary["complete"] is False
     assert (out / "fold-1" / "metrics.json").is_file() and not (out / "fold-0").exists()
-    assert summary["per_fold"][0]["schedule"]["max_epochs"] == 1 and summary["robustness_images_per_fold"] == 10
+    assert summary["per_fold"][0]["schedule"]["max_epochs"] == 1 and summary["robustness_images_per_fold"] == [10]
     done_at = (out / "fold-1" / "metrics.json").stat().st_mtime_ns
 
-    second = cli(*tiny, "--robustness-images", "10")
+    second = cli(*tiny, "--robustness-images", "10", "--note", "ran on the test box", "--note", "ran on the test box")
     assert second.returncode == 0, second.stderr
     assert "fold 1 is already in" in second.stderr and (out / "fold-1" / "metrics.json").stat().st_mtime_ns == done_at
     assert "colour baseline" in second.stdout and "accuracy" in second.stdout
@@ -193,7 +193,10 @@ def test_cv_end_to_end_is_resumable(cli, confs_writer, synthetic_data: Path, tmp
         assert result["min_fold_benign_recall"][model] is not None
     assert {"clean", "grayscale", "HED jitter"} <= set(result["robustness"])
     report = (out / "cv.md").read_text()
-    assert "SHORTER than the release" in report and "t-interval" in report and "up to 10 test images" in report
+    assert "SHORTER than the release" in report and "t-interval" in report and "(10 per fold)" in report
+    assert "- trained with: Keras" in report and "TensorFlow" in report
+    assert report.count("- note: ran on the test box") == 1, "a note given twice is kept once"
+    assert result["robustness_images_per_fold"] == [10, 10]
 
     plan = json.loads((out / "plan.json").read_text())
     oof = np.load(out / "oof.npz")
