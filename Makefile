@@ -69,7 +69,7 @@ bench: install
 	@for bench in bench/*.py; do echo "== $$bench"; $(PY) $$bench || exit 1; done
 
 DATA ?= ../shared/datasets/all-aria
-VERSION ?= 1.1.0
+VERSION ?= 1.2.0
 CV_EPOCHS ?= 40
 SIGNING_KEY := $(shell $(PYTHON) -c "import json; print(json.load(open('confs.json'))['trainer']['signing_key'])")
 # The release: cross-validate the recipe (runs/cv, resumable), train on the block split, package with the CV figures.

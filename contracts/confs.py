@@ -188,7 +188,7 @@ class TrainerConfs(_Section):
     runs_dir: str = Field("runs", description="where each training run writes its config, history and model")
     package_dir: str = Field("models", description="where signed packages and their reports are written")
     signing_key: str = Field("keys/model_signing_key.pem", description="git-ignored; generated on first use")
-    internal_size: int = Field(112, ge=32, le=1024, description="size the model downscales to inside (speed)")
+    internal_size: int = Field(224, ge=32, le=1024, description="size the model works at inside: the input size keeps every detail, half of it quarters the cost")
     width: int = Field(16, ge=4, le=256, description="channels of the small CNN's first layer")
     dropout: float = Field(0.3, ge=0, lt=1, description="dropout before the classifier layer")
     train_crop: int = Field(128, ge=0, description="random square crops of this size train the small CNN; 0 = whole images")

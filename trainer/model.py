@@ -26,7 +26,7 @@ class ModelSpec:
     name: str = "small_cnn"
     n_classes: int = 4
     image_size: int = 224
-    internal_size: int = 112
+    internal_size: int = 224
     grayscale: bool = False
     mask_scale_bar: bool = True
     width: int = 16
