@@ -75,12 +75,12 @@ SIGNING_KEY := $(shell $(PYTHON) -c "import json; print(json.load(open('confs.js
 # The release: cross-validate the recipe (runs/cv, resumable), train on the block split, package with the CV figures.
 train: install
 	@[ -f "$(SIGNING_KEY)" ] || $(PY) -m trainer keys --trust
-	$(PY) -m trainer cv --data $(DATA) --folds 5 --epochs $(CV_EPOCHS) --out runs/cv
+	$(PY) -m trainer cv --data $(DATA) --folds 5 --epochs $(CV_EPOCHS) --robustness-images 1000 --out runs/cv
 	$(PY) -m trainer train --data $(DATA) --quiet --run-dir runs/release
 	$(PY) -m trainer package --run runs/release --version $(VERSION)
 
 cv: install
-	$(PY) -m trainer cv --data $(DATA) --folds 5 --epochs $(CV_EPOCHS) --out runs/cv
+	$(PY) -m trainer cv --data $(DATA) --folds 5 --epochs $(CV_EPOCHS) --robustness-images 1000 --out runs/cv
 
 faults: install
 	$(PY) -m pytest tests/faults -m faults --faults-scale=full $(PYTEST_ARGS)
