@@ -10,7 +10,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,17 @@ def summary(stdout: str) -> dict[str, int]:
     return figures
 
 
-def start_demo(inputs: tuple[Path, Path, Path], state: Path, duration: float, **popen: Any) -> subprocess.Popen[str]:
-    """The demo as a process whose output the test reads line by line."""
-    return subprocess.Popen(demo_argv(inputs, state, duration), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+@contextmanager
+def running_demo(inputs: tuple[Path, Path, Path], state: Path, duration: float, **popen: Any) -> Iterator[subprocess.Popen[str]]:
+    """The demo as a process whose output the test reads line by line; killed if still running at the end."""
+    demo = subprocess.Popen(demo_argv(inputs, state, duration), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, **popen)
+    try:
+        yield demo
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
 
 
 def read_until(demo: subprocess.Popen[str], reached: Callable[[str], bool], what: str) -> list[str]:
@@ -124,18 +132,13 @@ def test_demo_fails_naming_each_node_that_cannot_serve_and_why(tmp_path: Path) -
 @pytest.mark.timeout(240)
 def test_demo_survives_a_node_exiting_and_says_which_and_why(tmp_path: Path, demo_inputs) -> None:  # type: ignore[no-untyped-def]
     state = tmp_path / "state"
-    demo = start_demo(demo_inputs, state, 45)
-    try:
+    with running_demo(demo_inputs, state, 45) as demo:
         lines = read_until(
             demo, lambda line: "edge-node-2: " in line and "(edge-node-1: 0," not in line
             and not line.rstrip().endswith(": 0)"), "no progress line with both nodes serving")
         node = subprocess.run(["pgrep", "-f", str(state / "edge-node-2" / "confs.json")], capture_output=True, text=True)
         os.kill(int(node.stdout.split()[0]), signal.SIGKILL)
         out, err = demo.communicate(timeout=200)
-    finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
     stdout = "".join(lines) + out
     assert demo.returncode == 1, stdout + err
     assert "edge-node-2 exited with code -9" in stdout and "the other nodes keep running" in stdout, stdout
@@ -150,15 +153,10 @@ def test_demo_survives_a_node_exiting_and_says_which_and_why(tmp_path: Path, dem
 def test_ctrl_c_stops_everything_even_when_the_demo_was_started_with_sigint_ignored(tmp_path: Path, demo_inputs) -> None:  # type: ignore[no-untyped-def]
     # What a shell does to a command started in the background: CI, `nohup make demo &`.
     state = tmp_path / "state"
-    demo = start_demo(demo_inputs, state, 200, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    try:
+    with running_demo(demo_inputs, state, 200, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) as demo:
         lines = read_until(demo, lambda line: "classifications stored" in line, "the demo never started counting")
         demo.send_signal(signal.SIGINT)
         out, err = demo.communicate(timeout=60)
-    finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
     stdout = "".join(lines) + out
     assert "Stopping (SIGINT):" in stdout and "Everything stopped." in stdout, stdout + err
     assert summary(stdout)["nodes"] == 2
