@@ -71,16 +71,17 @@ bench: install
 DATA ?= ../shared/datasets/all-aria
 VERSION ?= 1.2.0
 CV_EPOCHS ?= 40
+CV_RUN = $(PY) -m trainer cv --data $(DATA) --folds 5 --epochs $(CV_EPOCHS) --robustness-images 1000 --out runs/cv
 SIGNING_KEY := $(shell $(PYTHON) -c "import json; print(json.load(open('confs.json'))['trainer']['signing_key'])")
 # The release: cross-validate the recipe (runs/cv, resumable), train on the block split, package with the CV figures.
 train: install
 	@[ -f "$(SIGNING_KEY)" ] || $(PY) -m trainer keys --trust
-	$(PY) -m trainer cv --data $(DATA) --folds 5 --epochs $(CV_EPOCHS) --robustness-images 1000 --out runs/cv
+	$(CV_RUN)
 	$(PY) -m trainer train --data $(DATA) --quiet --run-dir runs/release
 	$(PY) -m trainer package --run runs/release --version $(VERSION)
 
 cv: install
-	$(PY) -m trainer cv --data $(DATA) --folds 5 --epochs $(CV_EPOCHS) --robustness-images 1000 --out runs/cv
+	$(CV_RUN)
 
 faults: install
 	$(PY) -m pytest tests/faults -m faults --faults-scale=full $(PYTEST_ARGS)
