@@ -93,8 +93,8 @@ def predict_features(model: keras.Model, images: np.ndarray, batch_size: int = 6
     probs, feats = [], []
     for i in range(0, len(images), batch_size):
         p, f = model(images[i : i + batch_size].astype(np.float32), training=False)
-        probs.append(np.asarray(p))
-        feats.append(np.asarray(f))
+        probs.append(ops.convert_to_numpy(p))
+        feats.append(ops.convert_to_numpy(f))
     return np.concatenate(probs), np.concatenate(feats)
 
 
@@ -147,6 +147,6 @@ def deployable_predict(model: keras.Model, images: np.ndarray, batch_size: int =
     probs, scores = [], []
     for i in range(0, len(images), batch_size):
         out = model(images[i : i + batch_size], training=False)
-        probs.append(np.asarray(out["probabilities"]))
-        scores.append(np.asarray(out[OOD_OUTPUT]).reshape(-1) if OOD_OUTPUT in out else np.zeros(len(out["probabilities"])))
+        probs.append(ops.convert_to_numpy(out["probabilities"]))
+        scores.append(ops.convert_to_numpy(out[OOD_OUTPUT]).reshape(-1) if OOD_OUTPUT in out else np.zeros(len(out["probabilities"])))
     return np.concatenate(probs), np.concatenate(scores).astype(np.float32)
