@@ -197,6 +197,9 @@ class TrainerConfs(_Section):
     ood_quantile: float = Field(
         0.99, gt=0.5, lt=1, description="OOD threshold: this quantile of validation scores (1 - share of validation flagged)"
     )
+    ood_stain_quantile: float | None = Field(
+        0.98, gt=0.5, le=1, description="stain gate: flag fields whose stain spread exceeds this quantile of the clean training fields; null = no gate"
+    )
 
 
 class OtaConfs(_Section):

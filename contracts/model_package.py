@@ -94,7 +94,9 @@ class SelfTestSpec(_Strict):
 class OodSpec(_Strict):
     """The out-of-distribution detector inside the model: its score output and the threshold."""
 
-    method: Literal["mahalanobis"] = "mahalanobis"
+    method: Literal["mahalanobis", "mahalanobis+stain"] = Field(
+        "mahalanobis", description="feature distance alone, or with the stain gate folded into the same score"
+    )
     output: str = Field("ood_score", description="model output holding the score (higher = further from training)")
     threshold: float = Field(gt=0.0, description="a score above this marks the input out of distribution")
     in_distribution_flag_rate: float | None = Field(

@@ -8,13 +8,15 @@ The score is computed inside the exported model, so every runtime on the node ap
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 from keras import layers, ops
+
+from trainer.stain_gate import LargerScore, StainSpreadRatio
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +26,12 @@ OOD_OUTPUT = "ood_score"
 
 @dataclass(frozen=True)
 class MahalanobisFit:
-    """Class means and the whitening transform L (precision = L Lᵀ), both in feature space."""
+    """Class means and the whitening transform L (precision = L Lᵀ), both in feature space; optional stain limits."""
 
     means: np.ndarray
     transform: np.ndarray
     threshold: float = 0.0
+    stain_limits: np.ndarray | None = None
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Smallest class distance of each feature row, divided by the feature dimension."""
@@ -39,13 +42,15 @@ class MahalanobisFit:
 
     def save(self, path: Path) -> None:
         """Keep the fitted statistics beside the run."""
-        np.savez(path, means=self.means, transform=self.transform, threshold=np.float64(self.threshold))
+        stain = {} if self.stain_limits is None else {"stain_limits": self.stain_limits}
+        np.savez(path, means=self.means, transform=self.transform, threshold=np.float64(self.threshold), **stain)
 
     @classmethod
     def load(cls, path: Path) -> MahalanobisFit:
         """Read statistics saved by `save`."""
         with np.load(path) as data:
-            return cls(data["means"], data["transform"], float(data["threshold"]))
+            stain = data["stain_limits"] if "stain_limits" in data.files else None
+            return cls(data["means"], data["transform"], float(data["threshold"]), stain)
 
 
 def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, n_classes: int) -> MahalanobisFit:
@@ -62,7 +67,7 @@ def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, n_classes: int) ->
 
 def with_threshold(fit: MahalanobisFit, held_out_scores: np.ndarray, quantile: float) -> MahalanobisFit:
     """The fit with its threshold at `quantile` of in-distribution scores never used for fitting."""
-    return MahalanobisFit(fit.means, fit.transform, float(np.quantile(held_out_scores, quantile)))
+    return replace(fit, threshold=float(np.quantile(held_out_scores, quantile)))
 
 
 def _core_with_features(model: keras.Model) -> keras.Model:
@@ -135,10 +140,15 @@ def deployable(model: keras.Model, fit: MahalanobisFit | None) -> keras.Model:
     size = model.input_shape[1:]
     inputs = keras.Input(shape=size, dtype="uint8", name="image")
     pixels = ToFloat(name="to_float")(inputs)
-    probabilities, features = _core_with_features(model)(_masked(model, pixels))
+    masked = _masked(model, pixels)
+    probabilities, features = _core_with_features(model)(masked)
     outputs = {"probabilities": layers.Identity(name="probabilities")(probabilities)}
-    if fit is not None:
+    if fit is not None and fit.stain_limits is None:
         outputs[OOD_OUTPUT] = MahalanobisScore(fit.means, fit.transform, name=OOD_OUTPUT)(features)
+    elif fit is not None:
+        feature_score = MahalanobisScore(fit.means, fit.transform, name="feature_score")(features)
+        ratio = StainSpreadRatio(fit.stain_limits, name="stain_ratio")(masked)
+        outputs[OOD_OUTPUT] = LargerScore(fit.threshold, name=OOD_OUTPUT)(feature_score, ratio)
     return keras.Model(inputs, outputs, name="deployable")
 
 

@@ -44,7 +44,7 @@ def export_run(run_dir: Path, confs_path: Path, int8: bool = False) -> dict[str,
     confs, _data = _load_run(run_dir)
     model = keras.models.load_model(run_dir / "model.keras")
     dataset, index = _dataset(confs)
-    fit, ood_info = fit_detector(model, dataset, index, confs.ood_quantile, confs.seed)
+    fit, ood_info = fit_detector(model, dataset, index, confs.ood_quantile, confs.seed, confs.ood_stain_quantile)
     fit.save(run_dir / "ood.npz")
     final = deployable(model, fit)
     test = dataset.images[index.split["test"]]
@@ -154,7 +154,10 @@ def package_run(
     }
     key = ensure_signing_key(Path(confs.signing_key))
     out = package_path(target_dir, name, version)
-    ood_info = {"in_distribution_flag_rate": ood_eval["in_distribution_test_flag_rate"], "fitted_on": export["ood"]["fitted_on"]}
+    gate = export["ood"].get("stain_gate")
+    fitted_on = export["ood"]["fitted_on"] + (f"; stain gate at the {100 * gate['quantile']:g}% quantile of the clean training fields" if gate else "")
+    ood_info = {"in_distribution_flag_rate": ood_eval["in_distribution_test_flag_rate"], "fitted_on": fitted_on,
+                "method": "mahalanobis+stain" if gate else "mahalanobis"}
     manifest, measured = make_package(
         out, files, name=name, version=version, classes=dataset.classes, image_size=confs.image_size,
         preprocessing=preprocessing, training_data_sha256=digest, metrics=manifest_metrics, private_key=key,

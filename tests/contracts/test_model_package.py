@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from pydantic import ValidationError
+
 from contracts.model_package import (
+    OodSpec,
     PackageError,
     PackageLimits,
     generate_private_key,
@@ -174,3 +177,14 @@ def test_bad_public_keys_are_refused(text: str) -> None:
 
 def test_versions_sort_numerically() -> None:
     assert version_key("1.10.0") > version_key("1.9.9") > version_key("0.99.99")
+
+
+@pytest.mark.parametrize("method", ["mahalanobis", "mahalanobis+stain"])
+def test_ood_spec_takes_the_known_methods(method: str) -> None:
+    assert OodSpec.model_validate({"method": method, "threshold": 1.0}).method == method
+
+
+@pytest.mark.parametrize("spec", [{"method": "energy", "threshold": 1.0}, {"threshold": 0.0}, {"threshold": 1.0, "limits": [1, 2]}])
+def test_ood_spec_refuses_unknown_methods_and_fields(spec: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        OodSpec.model_validate(spec)

@@ -100,13 +100,15 @@ def test_ood_detector_travels_in_the_signed_package(released: dict, synthetic_da
     from trainer.data import scan_dataset
     from trainer.ood import MahalanobisFit, feature_model, predict_features
     from trainer.package import runners_for
+    from trainer.stain_gate import combined_scores, stain_ratios
 
     manifest = unpack_package(released["package"], tmp_path / "pkg", _trusted(released["confs"]))
     fit = MahalanobisFit.load(released["run"] / "ood.npz")
     assert manifest.ood is not None and manifest.ood.threshold == pytest.approx(fit.threshold)
     images = scan_dataset(synthetic_data, image_size=64).images[:6]
     _probs, features = predict_features(feature_model(keras.models.load_model(released["run"] / "model.keras")), images)
-    expected = fit.scores(features)
+    assert fit.stain_limits is not None and manifest.ood.method == "mahalanobis+stain"
+    expected = combined_scores(fit.scores(features), stain_ratios(images, fit.stain_limits), fit.threshold)
     for (runtime, precision), run in runners_for(tmp_path / "pkg").items():
         if precision == "f32":
             scores = run(images).ood_scores
