@@ -191,6 +191,8 @@ class TrainerConfs(_Section):
     internal_size: int = Field(224, ge=32, le=1024, description="size the model works at inside: the input size keeps every detail, half of it quarters the cost")
     width: int = Field(16, ge=4, le=256, description="channels of the small CNN's first layer")
     dropout: float = Field(0.3, ge=0, lt=1, description="dropout before the classifier layer")
+    residual: bool = Field(False, description="the small CNN's two-convolution blocks add their input to their output")
+    squeeze_excite: bool = Field(False, description="the small CNN's two-convolution blocks reweight channels (squeeze-and-excitation)")
     train_crop: int = Field(128, ge=0, description="random square crops of this size train the small CNN; 0 = whole images")
     patience: int = Field(8, ge=1, description="epochs without a better validation loss before stopping")
     max_train_minutes: float = Field(15.0, gt=0, description="training stops after this long (restoring the best epoch)")

@@ -44,6 +44,8 @@ def model_spec(confs: TrainerConfs, n_classes: int) -> ModelSpec:
         mask_scale_bar=confs.mask_scale_bar,
         width=confs.width,
         dropout=confs.dropout,
+        residual=confs.residual,
+        squeeze_excite=confs.squeeze_excite,
     )
 
 

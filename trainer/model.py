@@ -31,6 +31,8 @@ class ModelSpec:
     mask_scale_bar: bool = True
     width: int = 16
     dropout: float = 0.3
+    residual: bool = False
+    squeeze_excite: bool = False
 
 
 def _preprocess(inputs: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
@@ -55,6 +57,24 @@ def _conv(x: keras.KerasTensor, filters: int, name: str, strides: int = 1) -> ke
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
+def _squeeze_excite(x: keras.KerasTensor, name: str) -> keras.KerasTensor:
+    """Reweight channels by a gate computed from their global average (Hu et al. 2018), reduction 4."""
+    channels = int(x.shape[-1])
+    gate = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
+    gate = layers.Dense(max(channels // 4, 4), activation="relu", name=f"{name}_se_reduce")(gate)
+    gate = layers.Dense(channels, activation="sigmoid", name=f"{name}_se_expand")(gate)
+    return layers.Multiply(name=f"{name}_se")([x, gate])
+
+
+def _pair(x: keras.KerasTensor, filters: int, name: str, spec: ModelSpec) -> keras.KerasTensor:
+    """Two 3x3 convolutions; with `residual` the second adds to the first, with `squeeze_excite` it is gated."""
+    first = _conv(x, filters, f"{name}a")
+    second = _conv(first, filters, f"{name}b")
+    if spec.squeeze_excite:
+        second = _squeeze_excite(second, name)
+    return layers.Add(name=f"{name}_add")([first, second]) if spec.residual else second
+
+
 def _small_cnn(x: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
     # A strided stem keeps the costly full-resolution layers to one; depth goes where maps are small.
     w = spec.width
@@ -63,11 +83,9 @@ def _small_cnn(x: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
     x = layers.MaxPooling2D(2, name="block1_pool")(x)
     x = _conv(x, w * 4, "block2")
     x = layers.MaxPooling2D(2, name="block2_pool")(x)
-    x = _conv(x, w * 6, "block3a")
-    x = _conv(x, w * 6, "block3b")
+    x = _pair(x, w * 6, "block3", spec)
     x = layers.MaxPooling2D(2, name="block3_pool")(x)
-    x = _conv(x, w * 8, "block4a")
-    x = _conv(x, w * 8, "block4b")
+    x = _pair(x, w * 8, "block4", spec)
     return layers.GlobalAveragePooling2D(name="pool")(x)
 
 

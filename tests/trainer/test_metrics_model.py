@@ -66,3 +66,30 @@ def test_grayscale_model_ignores_colour_order_only_through_luminance() -> None:
     img = np.random.default_rng(2).integers(0, 256, (1, 32, 32, 3)).astype(np.float32)
     gray = np.repeat((img @ np.array([0.299, 0.587, 0.114], np.float32))[..., None], 3, axis=-1)
     assert np.allclose(np.asarray(model(img)), np.asarray(model(gray)), atol=1e-4)
+
+
+def test_residual_squeeze_excite_model_trains_on_crops_and_exports_to_every_runtime(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from trainer.export import export_formats
+    from trainer.model import ModelSpec, build_core, build_model
+    from trainer.ood import MahalanobisFit, deployable, deployable_predict
+    from trainer.runtimes import litert_runner, onnx_runner, openvino_runner
+
+    spec = ModelSpec(n_classes=3, image_size=64, internal_size=64, width=4, residual=True, squeeze_excite=True)
+    plain = build_model(ModelSpec(n_classes=3, image_size=64, internal_size=64, width=4))
+    model = build_model(spec)
+    names = {layer.name for layer in model.get_layer("core").layers}
+    assert {"block3_add", "block4_add", "block3_se", "block4_se", "block4b_relu"} <= names
+    assert model.count_params() > plain.count_params()
+    crop = np.asarray(build_core(spec)(np.full((1, 40, 40, 3), 128.0, np.float32)))
+    assert crop.shape == (1, 3)
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
+    fit = MahalanobisFit(np.zeros((3, 72), np.float32), np.eye(72, dtype=np.float32), 1.0, np.array([0.2, 0.2], np.float32))
+    final = deployable(model, fit)
+    reference_probs, reference_scores = deployable_predict(final, images)
+    files = export_formats(final, tmp_path, 64, fp16=False)
+    for name, run in (("openvino", openvino_runner(files["openvino"])), ("onnx", onnx_runner(files["onnx"])),
+                      ("litert", litert_runner(files["tflite"]))):
+        out = run(images)
+        np.testing.assert_allclose(out.probabilities, reference_probs, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(out.ood_scores, reference_scores, rtol=1e-3, err_msg=name)
