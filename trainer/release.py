@@ -150,7 +150,8 @@ def package_run(
         "internal_size": confs.internal_size,
         "standardize": "per image",
         "weights": export["ir_weights"],
-        "architecture": {"model": confs.model, "width": confs.width},
+        "architecture": {"model": confs.model, "width": confs.width, "residual": confs.residual,
+                         "squeeze_excite": confs.squeeze_excite},
     }
     key = ensure_signing_key(Path(confs.signing_key))
     out = package_path(target_dir, name, version)
