@@ -56,5 +56,7 @@ def card_sections(metrics: dict[str, Any], ood: dict[str, Any], cv: dict[str, An
             "- not validated on other laboratories, stains, microscopes or magnifications; images from them may be "
             "classified with confidence when the detector does not flag them",
             "- Benign against Early Pre-B is the hardest call; single fields can be wrong: aggregate per specimen",
+            "- the stain gate catches over-stained fields only; a pale, under-stained field is left to the feature "
+            "detector, and the gate's default quantile was set with the stain x2.5 set in view",
         ]),
     ]
