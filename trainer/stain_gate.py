@@ -4,7 +4,8 @@ The model standardises every image, so its features barely see how dark the stai
 slide therefore looks in-distribution to the feature detector. The gate measures the spread of optical
 density of two brightness channels, V = max(R, G, B) and luma Y: multiplying stain concentration scales
 both, while brightness (an additive OD shift) changes neither, saturation keeps V and grey conversion
-keeps Y. A field is flagged only when both spreads exceed their training quantile.
+keeps Y. A field is flagged only when both spreads exceed their training quantile. Every other pixel of
+every other row is enough for the spread and halves the gate's cost on the node.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from keras import layers, ops
 from trainer.augment import mask_scale_bar
 
 LUMA = (0.299, 0.587, 0.114)
+STEP = 2
 
 
 def stain_spread(images: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) uint8 → (N, 2): standard deviation of the OD of V and of Y, scale bar masked."""
     out = np.zeros((len(images), 2), np.float64)
     for i, image in enumerate(images):
-        pixels = mask_scale_bar(image).astype(np.float64)
+        pixels = mask_scale_bar(image)[::STEP, ::STEP].astype(np.float64)
         for c, channel in enumerate((pixels.max(axis=-1), pixels @ np.array(LUMA))):
             out[i, c] = (-np.log((channel + 1.0) / 256.0)).std()
     return out
@@ -63,6 +65,7 @@ class StainSpreadRatio(layers.Layer):
 
     def call(self, pixels: Any) -> Any:
         """Both spreads over their limits; the smaller of the two."""
+        pixels = pixels[:, ::STEP, ::STEP, :]
         value = ops.max(pixels, axis=-1)
         luma = ops.sum(pixels * ops.convert_to_tensor(np.array(LUMA, np.float32)), axis=-1)
         limits = self.limits.tolist()
