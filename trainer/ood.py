@@ -2,7 +2,8 @@
 
 Fitted on the training images (clean and augmented), with one covariance shared by the classes (Lee et
 al. 2018) shrunk by Ledoit-Wolf; the threshold is a high quantile of held-out in-distribution scores.
-The score is computed inside the exported model, so every runtime on the node applies it.
+The score is computed inside the exported model, so every runtime on the node applies it; when the fit
+carries stain limits, the stain gate (trainer.stain_gate) is folded into the same score.
 """
 
 from __future__ import annotations
