@@ -170,6 +170,13 @@ class SplitConfs(_Section):
     block_size: int = Field(20, ge=1, description="consecutive file numbers per block (a stand-in for a patient)")
 
 
+class StainAugmentConfs(_Section):
+    """HED stain jitter while training (Tellez et al. 2018): how often and how far."""
+
+    p_hed: float = Field(0.5, ge=0, le=1, description="share of training images whose stain is jittered")
+    hed_sigma: float = Field(0.08, ge=0, le=0.5, description="stain concentrations scale by 1 ± sigma and shift by ± sigma of their range")
+
+
 class TrainerConfs(_Section):
     """Training, evaluation and packaging."""
 
@@ -185,6 +192,7 @@ class TrainerConfs(_Section):
     grayscale: bool = Field(False, description="train on grayscale (the model converts RGB input itself)")
     mask_scale_bar: bool = Field(True, description="blank the bottom-right scale-bar label, a shortcut feature")
     split: SplitConfs = Field(default_factory=SplitConfs)
+    stain_augment: StainAugmentConfs = Field(default_factory=StainAugmentConfs)
     runs_dir: str = Field("runs", description="where each training run writes its config, history and model")
     package_dir: str = Field("models", description="where signed packages and their reports are written")
     signing_key: str = Field("keys/model_signing_key.pem", description="git-ignored; generated on first use")

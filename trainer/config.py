@@ -11,6 +11,7 @@ from contracts.confs import ConfsError, TrainerConfs, load_confs
 from trainer.errors import TrainerError
 
 if TYPE_CHECKING:
+    from trainer.augment import AugmentConfig
     from trainer.model import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,13 @@ def load_trainer_confs(path: Path | str, overrides: dict[str, Any] | None = None
         return TrainerConfs.model_validate({**confs.model_dump(), **changes})
     except ValueError as exc:
         raise TrainerError(f"invalid trainer setting: {exc}") from None
+
+
+def augment_config(confs: TrainerConfs) -> AugmentConfig:
+    """The training augmentation, with the configured stain jitter."""
+    from trainer.augment import AugmentConfig
+
+    return AugmentConfig(p_hed=confs.stain_augment.p_hed, hed_sigma=confs.stain_augment.hed_sigma)
 
 
 def model_spec(confs: TrainerConfs, n_classes: int) -> ModelSpec:

@@ -16,7 +16,7 @@ import numpy as np
 
 from contracts.confs import TrainerConfs
 from trainer.augment import Augmenter, mask_scale_bar
-from trainer.config import model_spec, save_resolved
+from trainer.config import augment_config, model_spec, save_resolved
 from trainer.data import ScannedDataset
 from trainer.split import SplitIndex
 
@@ -199,7 +199,7 @@ def train_model(
     model = full.get_layer("core")
     crop = confs.train_crop if accepts_crops(spec) else 0
     batches = AugmentedEpochs(
-        dataset.images[train_idx], labels[train_idx], confs.batch_size, augmenter or Augmenter(), confs.seed,
+        dataset.images[train_idx], labels[train_idx], confs.batch_size, augmenter or Augmenter(augment_config(confs)), confs.seed,
         crop=crop, mask=spec.mask_scale_bar,
     )
     model.compile(

@@ -106,3 +106,18 @@ def test_stain_quantile_out_of_range_is_rejected(value: object) -> None:
 def test_stain_gate_can_be_switched_off() -> None:
     assert TrainerConfs.model_validate({"ood_stain_quantile": None}).ood_stain_quantile is None
     assert TrainerConfs().ood_stain_quantile == 0.98
+
+
+def test_stain_augmentation_settings_reach_the_augmenter() -> None:
+    from trainer.config import augment_config
+
+    confs = TrainerConfs.model_validate({"stain_augment": {"p_hed": 0.8, "hed_sigma": 0.25}})
+    config = augment_config(confs)
+    assert (config.p_hed, config.hed_sigma) == (0.8, 0.25)
+    assert augment_config(TrainerConfs()).hed_sigma == 0.08
+
+
+@pytest.mark.parametrize("section", [{"p_hed": 1.5}, {"hed_sigma": -0.1}, {"hed_sigma": 0.9}, {"sigma": 0.1}, {"p_hed": "often"}])
+def test_bad_stain_augmentation_settings_are_rejected(section: dict[str, object]) -> None:
+    with pytest.raises(ValidationError, match="stain_augment"):
+        TrainerConfs.model_validate({"stain_augment": section})
