@@ -9,6 +9,8 @@ from keras import ops
 
 from trainer.augment import SCALE_BAR_HEIGHT, SCALE_BAR_WIDTH
 
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as OpenCV and Pillow use
+
 
 @keras.saving.register_keras_serializable(package="trainer")
 class ScaleBarMask(keras.layers.Layer):
@@ -37,7 +39,7 @@ class ToGray(keras.layers.Layer):
 
     def call(self, x: Any) -> Any:
         """Weighted channel sum, keeping a channel axis of 1."""
-        weights = ops.convert_to_tensor([[0.299], [0.587], [0.114]], dtype=x.dtype)
+        weights = ops.convert_to_tensor([[w] for w in LUMA], dtype=x.dtype)
         return ops.matmul(x, weights)
 
 

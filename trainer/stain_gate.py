@@ -17,8 +17,8 @@ import numpy as np
 from keras import layers, ops
 
 from trainer.augment import mask_scale_bar
+from trainer.layers import LUMA
 
-LUMA = (0.299, 0.587, 0.114)
 STEP = 2
 
 
