@@ -153,6 +153,31 @@ def _combine_predictions(out: Path, done: list[int]) -> None:
     np.savez_compressed(out / "oof.npz", fold=fold_ids, classes=parts[0]["classes"], **merged)
 
 
+def component_names(folds: Folds, block_size: int) -> dict[int, str]:
+    """Each kept image's component, named by class and the file numbers of its first block."""
+    comps, names = folds.components, {}
+    for comp, members in comps.members.items():
+        label, block = comp.rsplit("/", 1)
+        start = int(block) * block_size
+        merged = len({comps.block_of[i] for i in members}) > 1
+        name = f"{label} {start:03d}-{start + block_size - 1:03d}" + (" (+ merged)" if merged else "")
+        names.update({i: name for i in members})
+    return names
+
+
+def _error_clusters(out: Path, done: list[int], component_of: dict[int, str]) -> dict[str, Any]:
+    clusters: dict[str, Any] = {}
+    for fold in done:
+        p = np.load(out / f"fold-{fold}" / "predictions.npz")
+        comps = [component_of.get(int(i), "unknown") for i in p["indices"]]
+        labels, cnn, colour = p["labels"], p["cnn_probs"].argmax(1), p["baseline_probs"].argmax(1)
+        clusters[str(fold)] = {
+            "cnn": S.error_clusters(labels, cnn, comps), "colour_baseline": S.error_clusters(labels, colour, comps),
+            "both_wrong": int(((cnn != labels) & (colour != labels)).sum()),
+        }
+    return clusters
+
+
 def _robustness_note(results: list[dict[str, Any]]) -> str:
     counts = [r["robustness_images"] for r in results]
     every = all(n == sum(r["sizes"]["test"].values()) for n, r in zip(counts, results))
@@ -198,8 +223,10 @@ def _notes(plan: dict[str, Any], confs: TrainerConfs, release: TrainerConfs, res
     ]
 
 
-def report(out: Path, plan: dict[str, Any], confs: TrainerConfs, release: TrainerConfs) -> dict[str, Any]:
-    """Summarise every finished fold in out into cv.json, cv.md and oof.npz."""
+def report(
+    out: Path, plan: dict[str, Any], confs: TrainerConfs, release: TrainerConfs, component_of: dict[int, str] | None = None
+) -> dict[str, Any]:
+    """Summarise every finished fold in out into cv.json, cv.md and oof.npz (with where errors fall, given components)."""
     done = [f for f in range(plan["folds"]) if (out / f"fold-{f}" / DONE).is_file()]
     results = [json.loads((out / f"fold-{f}" / DONE).read_text()) for f in done]
     focus = S.focus_class(plan["classes"])
@@ -211,6 +238,7 @@ def report(out: Path, plan: dict[str, Any], confs: TrainerConfs, release: Traine
         "schedule": {"max_epochs": confs.epochs, "max_minutes": confs.max_train_minutes, "patience": confs.patience,
                      "release_epochs": release.epochs, "release_max_minutes": release.max_train_minutes},
         "notes": notes, **summary,
+        "error_clusters": _error_clusters(out, done, component_of) if component_of else {},
     }
     _write_json(out / "cv.json", data)
     _combine_predictions(out, done)
@@ -222,6 +250,9 @@ def report(out: Path, plan: dict[str, Any], confs: TrainerConfs, release: Traine
             ("Per-class recall per fold (CNN / colour baseline)", S.class_rows(summary, plan["classes"])),
             ("Robustness (accuracy on each fold's robustness subsample, mean over folds)", S.robustness_rows(summary)),
         ]
+        if data["error_clusters"]:
+            title = f"Where the errors fall (components: blocks of {plan['block_size']} file numbers, merged through near duplicates)"
+            sections.append((title, S.error_rows(data["error_clusters"])))
         write_markdown(out / "cv.md", f"Grouped {plan['folds']}-fold cross-validation", sections)
     return data
 
@@ -244,6 +275,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
     out = args.out or Path(confs.runs_dir) / f"cv-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
     plan = fold_plan(dataset, folds, data_dir, confs.split.block_size, confs.seed)
     _check_plan(out, plan)
+    component_of = component_names(folds, confs.split.block_size)
     add_notes(out, args.note or [])
     for fold in chosen:
         if (out / f"fold-{fold}" / DONE).is_file():
@@ -251,8 +283,8 @@ def cmd_cv(args: argparse.Namespace) -> int:
             continue
         # Keras writes epoch lines to stdout, which must hold only the JSON object under --json.
         run_fold(confs, dataset, folds, fold, out, args.robustness_images, verbose=0 if args.json else 2)
-        report(out, plan, confs, release)
-    data = report(out, plan, confs, release)
+        report(out, plan, confs, release, component_of)
+    data = report(out, plan, confs, release, component_of)
     if args.json:
         print(json.dumps({**data, "out": str(out)}))
         return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -134,4 +135,41 @@ def robustness_rows(summary: dict[str, Any]) -> list[str]:
     for case, v in summary["robustness"].items():
         ahead = "yes" if v["CNN"] > v["colour baseline"] else "no"
         rows.append(f"| {case} | {_pct(v['CNN'])} | {_pct(v['colour baseline'])} | {_pct(v['CNN min fold'])} | {ahead} |")
+    return rows
+
+
+def error_clusters(labels: Sequence[int], predicted: Sequence[int], components: Sequence[str], top: int = 3) -> dict[str, Any]:
+    """How one model's errors on one fold fall into components (blocks of neighbouring file numbers)."""
+    sizes = Counter(components)
+    wrong = Counter(c for c, y, p in zip(components, labels, predicted, strict=True) if y != p)
+    ranked = sorted(wrong.items(), key=lambda kv: (-kv[1], kv[0]))
+    return {
+        "errors": sum(wrong.values()), "components": len(sizes), "components_with_errors": len(wrong),
+        "largest": [{"component": c, "errors": n, "images": sizes[c]} for c, n in ranked[:top]],
+    }
+
+
+def _largest(cluster: dict[str, Any]) -> str:
+    return "; ".join(f"{c['component']}: {c['errors']} of {c['images']}" for c in cluster["largest"]) or "none"
+
+
+def error_rows(clusters: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown rows: per fold, how many components hold each model's errors and which hold the most."""
+    rows = [
+        "| fold | CNN errors | in components | CNN's largest (errors of images) | colour errors | in components | both wrong |",
+        "|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for fold, c in sorted(clusters.items(), key=lambda kv: int(kv[0])):
+        cnn, colour = c["cnn"], c["colour_baseline"]
+        rows.append(
+            f"| {fold} | {cnn['errors']} | {cnn['components_with_errors']} of {cnn['components']} | {_largest(cnn)} | "
+            f"{colour['errors']} | {colour['components_with_errors']} of {colour['components']} | {c['both_wrong']} |"
+        )
+    errors = sum(c["cnn"]["errors"] for c in clusters.values())
+    in_two = sum(x["errors"] for c in clusters.values() for x in c["cnn"]["largest"][:2])
+    if errors:
+        clustered = in_two >= errors / 2
+        rows += ["", f"The two components with most CNN errors in each fold hold {in_two} of its {errors} errors "
+                 f"({100 * in_two / errors:.0f}%)" + (": errors come in clusters of neighbouring fields (likely one "
+                 "patient or slide each), so a fold's accuracy moves in steps of a whole cluster." if clustered else ".")]
     return rows

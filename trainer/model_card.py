@@ -23,6 +23,19 @@ def _cv_lines(cv: dict[str, Any] | None) -> list[str]:
     return [*cv.get("notes", []), "", *cv_summary.summary_rows(cv, focus)]
 
 
+def _cluster_lines(cv: dict[str, Any] | None) -> list[str]:
+    clusters = (cv or {}).get("error_clusters") or {}
+    errors = sum(c["cnn"]["errors"] for c in clusters.values())
+    in_two = sum(x["errors"] for c in clusters.values() for x in c["cnn"]["largest"][:2])
+    if not errors or in_two < errors / 2:
+        return []
+    return [
+        f"- errors come in clusters: in cross-validation the two blocks of neighbouring fields with most errors in each "
+        f"fold held {in_two} of the CNN's {errors} errors; all the fields of one patient can be misread together, "
+        "often with high confidence, and aggregating per specimen does not correct that"
+    ]
+
+
 def card_sections(metrics: dict[str, Any], ood: dict[str, Any], cv: dict[str, Any] | None) -> list[tuple[str, list[str]]]:
     """Model card sections: intended use, data, estimates, robustness, OOD, failure modes."""
     test, table = metrics["test"], metrics["robustness"]
@@ -56,6 +69,7 @@ def card_sections(metrics: dict[str, Any], ood: dict[str, Any], cv: dict[str, An
             "- not validated on other laboratories, stains, microscopes or magnifications; images from them may be "
             "classified with confidence when the detector does not flag them",
             "- Benign against Early Pre-B is the hardest call; single fields can be wrong: aggregate per specimen",
+            *_cluster_lines(cv),
             "- the stain gate catches over-stained fields only; a pale, under-stained field is left to the feature "
             "detector, and the gate's default quantile was set with the stain x2.5 set in view",
         ]),

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from trainer.cv import parse_only_folds
-from trainer.cv_summary import mean_ci
+from trainer.cv import component_names, parse_only_folds
+from trainer.cv_summary import error_clusters, mean_ci
 from trainer.data import ScannedDataset, scan_dataset
 from trainer.errors import TrainerError
 from trainer.split import build_components, fold_split, grouped_folds
@@ -197,6 +197,11 @@ def test_cv_end_to_end_is_resumable(cli, confs_writer, synthetic_data: Path, tmp
     assert "- trained with: Keras" in report and "TensorFlow" in report
     assert report.count("- note: ran on the test box") == 1, "a note given twice is kept once"
     assert result["robustness_images_per_fold"] == [10, 10]
+    clusters = result["error_clusters"]
+    assert set(clusters) == {"0", "1"} and all(c["both_wrong"] <= c["cnn"]["errors"] for c in clusters.values())
+    components_per_fold = json.loads((out / "plan.json").read_text())["components_per_fold"]
+    assert [clusters[str(f)]["cnn"]["components"] for f in (0, 1)] == components_per_fold
+    assert "Where the errors fall" in report
 
     plan = json.loads((out / "plan.json").read_text())
     oof = np.load(out / "oof.npz")
@@ -206,3 +211,49 @@ def test_cv_end_to_end_is_resumable(cli, confs_writer, synthetic_data: Path, tmp
 
     other = cli(*[a if a != "2" else "3" for a in tiny])  # other folds, same --out
     _clean_failure(other, "choose another --out")
+
+
+def test_error_clusters_count_errors_per_component_and_rank_the_largest() -> None:
+    labels = [0, 0, 0, 1, 1, 1, 2, 2]
+    predicted = [1, 1, 0, 1, 0, 1, 2, 0]
+    comps = ["A", "A", "A", "B", "B", "B", "C", "C"]
+    found = error_clusters(labels, predicted, comps, top=2)
+    assert found["errors"] == 4 and found["components"] == 3 and found["components_with_errors"] == 3
+    assert found["largest"] == [{"component": "A", "errors": 2, "images": 3}, {"component": "B", "errors": 1, "images": 3}]
+    assert error_clusters(labels, labels, comps)["largest"] == []
+    with pytest.raises(ValueError):
+        error_clusters(labels, predicted[:-1], comps)
+
+
+def test_components_are_named_by_class_and_file_numbers(linked: ScannedDataset) -> None:
+    folds = grouped_folds(linked, 3, 5, seed=0)
+    names = component_names(folds, 5)
+    assert set(names) == set(folds.components.keep)
+    by_file = {_name(linked, i): n for i, n in names.items()}
+    assert by_file["IMG-Alpha-021.jpg"] == by_file["IMG-Alpha-024.jpg"] == "Alpha 020-024"
+    assert by_file["IMG-Alpha-019.jpg"] != by_file["IMG-Alpha-020.jpg"]
+    assert by_file["IMG-Beta-012.jpg"] == by_file["IMG-Beta-009.jpg"], "9 and 10 are near twins, so their blocks merge"
+    assert by_file["IMG-Beta-037.jpg"] == by_file["IMG-Beta-004.jpg"] and by_file["IMG-Beta-037.jpg"].endswith("(+ merged)")
+
+
+def test_the_model_card_says_when_errors_come_in_clusters() -> None:
+    from trainer.model_card import card_sections
+
+    per_class = {c: {"recall": 0.95} for c in ("Benign", "Early")}
+    metrics = {"test": {"accuracy": 0.95, "macro_recall": 0.95, "ece": 0.01, "per_class": per_class},
+               "robustness": {"clean": {"CNN": 0.95}, "grayscale": {"CNN": 0.9}}}
+    ood = {"in_distribution_test_flag_rate": 0.01, "sets": {"black": {"flagged": 1.0}}}
+    fold = {"cnn": {"errors": 7, "largest": [{"errors": 4}, {"errors": 2}, {"errors": 1}]}}
+    overall = {m: {k: mean_ci([0.9, 0.95]) for k in ("accuracy", "macro_recall", "benign_recall", "ece")} for m in ("cnn", "colour_baseline")}
+    worst = {"cnn": 0.9, "colour_baseline": 0.9}
+    cv = {"notes": [], "overall": overall, "min_fold_benign_recall": worst, "error_clusters": {"0": fold, "1": {"cnn": {"errors": 0, "largest": []}}}}
+
+    def failure_lines(cv: dict) -> list[str]:  # type: ignore[type-arg]
+        sections = dict(card_sections(metrics, ood, cv))
+        return sections["Model card: out of distribution and known failure modes"]
+
+    clustered = [line for line in failure_lines(cv) if "clusters" in line]
+    assert len(clustered) == 1 and "held 6 of the CNN's 7 errors" in clustered[0]
+    assert not any("clusters" in line for line in failure_lines(None))
+    spread = {"cnn": {"errors": 10, "largest": [{"errors": 2}, {"errors": 1}, {"errors": 1}]}}
+    assert not any("clusters" in line for line in failure_lines({**cv, "error_clusters": {"0": spread}}))
