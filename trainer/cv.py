@@ -114,7 +114,7 @@ def run_fold(
     cnn_probs, colour_probs = cnn(test_images), colour(test_images)
     rng = np.random.default_rng([confs.seed, fold])
     pick = np.sort(rng.choice(len(test), min(robustness_images, len(test)), replace=False))
-    table = robustness_table(test_images[pick], test_labels[pick], {"CNN": cnn, "colour baseline": colour})
+    table = robustness_table(test_images[pick], test_labels[pick], {"CNN": cnn, "colour baseline": colour}) if len(pick) else {}
     fold_dir = out / f"fold-{fold}"
     fold_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
@@ -180,6 +180,8 @@ def _error_clusters(out: Path, done: list[int], component_of: dict[int, str]) ->
 
 def _robustness_note(results: list[dict[str, Any]]) -> str:
     counts = [r["robustness_images"] for r in results]
+    if not any(counts):
+        return "- robustness: not measured (--robustness-images 0)"
     every = all(n == sum(r["sizes"]["test"].values()) for n, r in zip(counts, results))
     span = f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)} to {max(counts)}"
     return f"- robustness: on {'every test image of each fold' if every else 'a fixed random subsample of the test images per fold'} ({span} per fold)"
@@ -248,8 +250,9 @@ def report(
             ("Summary (mean over folds)", S.summary_rows(summary, focus)),
             ("Per fold", S.fold_rows(summary, focus)),
             ("Per-class recall per fold (CNN / colour baseline)", S.class_rows(summary, plan["classes"])),
-            ("Robustness (accuracy on each fold's robustness subsample, mean over folds)", S.robustness_rows(summary)),
         ]
+        if summary["robustness"]:
+            sections.append(("Robustness (accuracy on each fold's robustness subsample, mean over folds)", S.robustness_rows(summary)))
         if data["error_clusters"]:
             title = f"Where the errors fall (components: blocks of {plan['block_size']} file numbers, merged through near duplicates)"
             sections.append((title, S.error_rows(data["error_clusters"])))

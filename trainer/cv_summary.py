@@ -59,15 +59,16 @@ def summarise(fold_results: list[dict[str, Any]], focus: str) -> dict[str, Any]:
     overall = {model: {m: mean_ci([row[model][m] for row in rows]) for m in METRICS} for model in MODELS}
     worst = {model: min((row[model]["benign_recall"] for row in rows), default=None) for model in MODELS}
     robustness: dict[str, dict[str, float]] = {}
-    for case in fold_results[0]["robustness"] if fold_results else []:
-        values = {who: [r["robustness"][case][who] for r in fold_results] for who in MODELS.values()}
+    measured = [r for r in fold_results if r["robustness"]]  # folds run with --robustness-images 0 have none
+    for case in measured[0]["robustness"] if measured else []:
+        values = {who: [r["robustness"][case][who] for r in measured] for who in MODELS.values()}
         robustness[case] = {who: sum(v) / len(v) for who, v in values.items()}
         robustness[case]["CNN min fold"] = min(values["CNN"])
     means = {model: {m: overall[model][m]["mean"] for m in METRICS} for model in MODELS}
     ahead = {
         "accuracy": means["cnn"]["accuracy"] > means["colour_baseline"]["accuracy"],
         "benign_recall": means["cnn"]["benign_recall"] > means["colour_baseline"]["benign_recall"],
-        "every_shift": all(v["CNN"] > v["colour baseline"] for k, v in robustness.items() if k != "clean"),
+        "every_shift": bool(robustness) and all(v["CNN"] > v["colour baseline"] for k, v in robustness.items() if k != "clean"),
     }
     return {
         "per_fold": rows, "overall": overall, "min_fold_benign_recall": worst,

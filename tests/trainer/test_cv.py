@@ -257,3 +257,16 @@ def test_the_model_card_says_when_errors_come_in_clusters() -> None:
     assert not any("clusters" in line for line in failure_lines(None))
     spread = {"cnn": {"errors": 10, "largest": [{"errors": 2}, {"errors": 1}, {"errors": 1}]}}
     assert not any("clusters" in line for line in failure_lines({**cv, "error_clusters": {"0": spread}}))
+
+
+def test_cv_without_robustness_images_reports_no_shift_table(cli, confs_writer, synthetic_data: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    confs = confs_writer(tmp_path / "confs.json", synthetic_data, tmp_path, train_crop=48)
+    out = tmp_path / "cv"
+    run = cli("--confs", str(confs), "cv", "--folds", "2", "--only-folds", "0", "--epochs", "1", "--max-minutes", "0.2",
+              "--robustness-images", "0", "--out", str(out), "--json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["robustness"] == {} and result["robustness_images_per_fold"] == [0]
+    assert result["cnn_ahead_of_baseline"]["every_shift"] is False, "no shift measured is not 'ahead under every shift'"
+    report = (out / "cv.md").read_text()
+    assert "## Robustness" not in report and "robustness: not measured (--robustness-images 0)" in report
