@@ -154,6 +154,12 @@ def _largest(cluster: dict[str, Any]) -> str:
     return "; ".join(f"{c['component']}: {c['errors']} of {c['images']}" for c in cluster["largest"]) or "none"
 
 
+def errors_in_largest_two(clusters: dict[str, dict[str, Any]]) -> tuple[int, int]:
+    """CNN errors in each fold's two most-affected components, summed over folds, and all its errors."""
+    errors = sum(c["cnn"]["errors"] for c in clusters.values())
+    return sum(x["errors"] for c in clusters.values() for x in c["cnn"]["largest"][:2]), errors
+
+
 def error_rows(clusters: dict[str, dict[str, Any]]) -> list[str]:
     """Markdown rows: per fold, how many components hold each model's errors and which hold the most."""
     rows = [
@@ -166,8 +172,7 @@ def error_rows(clusters: dict[str, dict[str, Any]]) -> list[str]:
             f"| {fold} | {cnn['errors']} | {cnn['components_with_errors']} of {cnn['components']} | {_largest(cnn)} | "
             f"{colour['errors']} | {colour['components_with_errors']} of {colour['components']} | {c['both_wrong']} |"
         )
-    errors = sum(c["cnn"]["errors"] for c in clusters.values())
-    in_two = sum(x["errors"] for c in clusters.values() for x in c["cnn"]["largest"][:2])
+    in_two, errors = errors_in_largest_two(clusters)
     if errors:
         clustered = in_two >= errors / 2
         rows += ["", f"The two components with most CNN errors in each fold hold {in_two} of its {errors} errors "

@@ -24,9 +24,9 @@ def _cv_lines(cv: dict[str, Any] | None) -> list[str]:
 
 
 def _cluster_lines(cv: dict[str, Any] | None) -> list[str]:
-    clusters = (cv or {}).get("error_clusters") or {}
-    errors = sum(c["cnn"]["errors"] for c in clusters.values())
-    in_two = sum(x["errors"] for c in clusters.values() for x in c["cnn"]["largest"][:2])
+    from trainer.cv_summary import errors_in_largest_two
+
+    in_two, errors = errors_in_largest_two((cv or {}).get("error_clusters") or {})
     if not errors or in_two < errors / 2:
         return []
     return [
