@@ -144,12 +144,16 @@ def run_fold(
     return metrics
 
 
-def _combine_predictions(out: Path, done: list[int]) -> None:
-    parts = [dict(np.load(out / f"fold-{f}" / "predictions.npz")) for f in done]
+def _load_predictions(out: Path, done: list[int]) -> dict[int, dict[str, np.ndarray]]:
+    return {f: dict(np.load(out / f"fold-{f}" / "predictions.npz")) for f in done}
+
+
+def _combine_predictions(out: Path, predictions: dict[int, dict[str, np.ndarray]]) -> None:
+    parts = list(predictions.values())
     if not parts:
         return
     merged = {key: np.concatenate([p[key] for p in parts]) for key in ("indices", "files", "labels", "cnn_probs", "baseline_probs")}
-    fold_ids = np.concatenate([np.full(len(p["labels"]), f) for f, p in zip(done, parts)])
+    fold_ids = np.concatenate([np.full(len(p["labels"]), f) for f, p in predictions.items()])
     np.savez_compressed(out / "oof.npz", fold=fold_ids, classes=parts[0]["classes"], **merged)
 
 
@@ -165,10 +169,9 @@ def component_names(folds: Folds, block_size: int) -> dict[int, str]:
     return names
 
 
-def _error_clusters(out: Path, done: list[int], component_of: dict[int, str]) -> dict[str, Any]:
+def _error_clusters(predictions: dict[int, dict[str, np.ndarray]], component_of: dict[int, str]) -> dict[str, Any]:
     clusters: dict[str, Any] = {}
-    for fold in done:
-        p = np.load(out / f"fold-{fold}" / "predictions.npz")
+    for fold, p in predictions.items():
         comps = [component_of.get(int(i), "unknown") for i in p["indices"]]
         labels, cnn, colour = p["labels"], p["cnn_probs"].argmax(1), p["baseline_probs"].argmax(1)
         clusters[str(fold)] = {
@@ -231,6 +234,7 @@ def report(
     """Summarise every finished fold in out into cv.json, cv.md and oof.npz (with where errors fall, given components)."""
     done = [f for f in range(plan["folds"]) if (out / f"fold-{f}" / DONE).is_file()]
     results = [json.loads((out / f"fold-{f}" / DONE).read_text()) for f in done]
+    predictions = _load_predictions(out, done)
     focus = S.focus_class(plan["classes"])
     summary = S.summarise(results, focus)
     notes = _notes(plan, confs, release, results, out)
@@ -240,10 +244,10 @@ def report(
         "schedule": {"max_epochs": confs.epochs, "max_minutes": confs.max_train_minutes, "patience": confs.patience,
                      "release_epochs": release.epochs, "release_max_minutes": release.max_train_minutes},
         "notes": notes, **summary,
-        "error_clusters": _error_clusters(out, done, component_of) if component_of else {},
+        "error_clusters": _error_clusters(predictions, component_of) if component_of else {},
     }
     _write_json(out / "cv.json", data)
-    _combine_predictions(out, done)
+    _combine_predictions(out, predictions)
     if results:
         sections = [
             ("How", notes),
