@@ -73,7 +73,7 @@ VERSION ?= 1.3.0
 CV_EPOCHS ?= 40
 CV_RUN = $(PY) -m trainer cv --data $(DATA) --folds 5 --epochs $(CV_EPOCHS) --robustness-images 1000 --out runs/cv
 SIGNING_KEY := $(shell $(PYTHON) -c "import json; print(json.load(open('confs.json'))['trainer']['signing_key'])")
-# The release: cross-validate the recipe (runs/cv, resumable), train on the block split, package with the CV figures.
+# The release: cross-validate the recipe (runs/cv, resumable), train it (a final fit with trainer.final_fit), package with the CV figures.
 train: install
 	@[ -f "$(SIGNING_KEY)" ] || $(PY) -m trainer keys --trust
 	$(CV_RUN)

@@ -193,6 +193,10 @@ class TrainerConfs(_Section):
     mask_scale_bar: bool = Field(True, description="blank the bottom-right scale-bar label, a shortcut feature")
     split: SplitConfs = Field(default_factory=SplitConfs)
     stain_augment: StainAugmentConfs = Field(default_factory=StainAugmentConfs)
+    final_fit: bool = Field(
+        False, description="the release trains on the train and test blocks together, for its last epoch; only the "
+        "validation blocks stay out, to set the OOD threshold and be reported on; cross-validation is the estimate",
+    )
     runs_dir: str = Field("runs", description="where each training run writes its config, history and model")
     package_dir: str = Field("models", description="where signed packages and their reports are written")
     signing_key: str = Field("keys/model_signing_key.pem", description="git-ignored; generated on first use")

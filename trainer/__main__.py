@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a package on a folder-per-class dataset through OpenVINO")
     p.add_argument("--package", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--split", choices=["all", "test"], default="all", help="test: only the block test split")
+    p.add_argument("--split", choices=["all", "test"], default="all", help="test: only the release's held-out blocks (the test split; a final fit's validation blocks)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("cv", help="grouped k-fold cross-validation of the CNN beside the colour baseline")

@@ -14,7 +14,7 @@ import numpy as np
 from trainer.config import load_trainer_confs
 from trainer.data import scan_dataset
 from trainer.errors import TrainerError
-from trainer.split import block_split, split_digest
+from trainer.split import block_split, release_index, split_digest
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +27,13 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
     return lambda files: tqdm(files, desc="decoding", unit="img", leave=False, file=sys.stderr)
 
 
-def _load_split(confs, data_dir: Path, progress: bool = True, require_all: bool = True):  # type: ignore[no-untyped-def]
+def _load_split(confs, data_dir: Path, progress: bool = True, require_all: bool = True, final: bool = True):  # type: ignore[no-untyped-def]
     dataset = scan_dataset(data_dir, confs.image_size, progress=_progress(progress))
     s = confs.split
-    index = block_split(dataset, s.validation_fraction, s.test_fraction, s.block_size, confs.seed)
+    if final:
+        index = release_index(dataset, confs)
+    else:
+        index = block_split(dataset, s.validation_fraction, s.test_fraction, s.block_size, confs.seed)
     for name, idx in index.split.items():
         if len(idx) == 0 and require_all:
             raise TrainerError(f"the {name} split is empty: {data_dir} has too few images or blocks")
@@ -62,7 +65,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     """Decode, deduplicate, group and split; print a summary."""
     confs = load_trainer_confs(args.confs)
     data_dir = args.data or Path(confs.data_dir)
-    dataset, index = _load_split(confs, data_dir, require_all=False)
+    dataset, index = _load_split(confs, data_dir, require_all=False, final=False)
     summary = _index_summary(dataset, index, data_dir)
     if args.out:
         files = {name: [str(dataset.records[i].path) for i in idx] for name, idx in index.split.items()}
@@ -190,8 +193,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         t = confs.trainer
 
         def select(dataset):  # type: ignore[no-untyped-def]
-            index = block_split(dataset, t.split.validation_fraction, t.split.test_fraction, t.split.block_size, t.seed)
-            return index.split["test"]
+            return release_index(dataset, t).split["test"]
 
     result = evaluate_package(args.package, args.data, keys, select)
     if args.json:

@@ -1,4 +1,4 @@
-"""Assessment of a model on the test split (with the colour baseline and stain shifts) and package evaluation."""
+"""Assessment of a model on its held-out images (with the colour baseline and stain shifts) and package evaluation."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def assess(
     baseline = ColourBaseline(seed).fit(dataset.images[train], labels[train])
     colour = classification_report(test_labels, baseline.predict_proba(test_images), classes)
     table = robustness_table(test_images, test_labels, {"CNN": predict, "colour baseline": baseline.predict_proba})
-    R.plot_confusion(cnn["confusion_matrix"], classes, "CNN, test split", out_dir / "confusion_cnn.png")
+    R.plot_confusion(cnn["confusion_matrix"], classes, "CNN, held-out images", out_dir / "confusion_cnn.png")
     R.plot_confusion(colour["confusion_matrix"], classes, "colour baseline", out_dir / "confusion_baseline.png")
     R.plot_robustness(table, out_dir / "robustness.png")
     R.plot_reliability(probs, test_labels, out_dir / "reliability.png")
@@ -58,7 +58,7 @@ def assess(
     result = {"test": cnn, "colour_baseline": colour, "robustness": table, "split_sizes": {k: len(v) for k, v in index.split.items()}}
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     summary = [
-        f"- test images: {cnn['n_images']} (blocks of consecutive file numbers never seen in training)",
+        f"- held-out images: {cnn['n_images']} (blocks of consecutive file numbers never seen in training)",
         f"- CNN accuracy: {100 * cnn['accuracy']:.2f}%, macro recall {100 * cnn['macro_recall']:.2f}%, ECE {cnn['ece']:.4f}",
         f"- colour-only baseline accuracy: {100 * colour['accuracy']:.2f}%",
         f"- CNN ahead of the baseline under every shift: {all(v['CNN'] > v['colour baseline'] for k, v in table.items() if k != 'clean')}",
@@ -67,7 +67,7 @@ def assess(
         ("Summary", summary),
         ("CNN per class", R.metrics_table(cnn) + ["", "![confusion](confusion_cnn.png) ![reliability](reliability.png)"]),
         ("Colour-only baseline per class", R.metrics_table(colour) + ["", "![confusion](confusion_baseline.png)"]),
-        ("Robustness (accuracy under shifts of the test images)", R.robustness_rows(table) + ["", "![robustness](robustness.png)"]),
+        ("Robustness (accuracy under shifts of the held-out images)", R.robustness_rows(table) + ["", "![robustness](robustness.png)"]),
     ]
     if history:
         sections.append(("Training", ["![history](history.png)"]))

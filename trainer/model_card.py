@@ -36,7 +36,10 @@ def _cluster_lines(cv: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def card_sections(metrics: dict[str, Any], ood: dict[str, Any], cv: dict[str, Any] | None) -> list[tuple[str, list[str]]]:
+def card_sections(
+    metrics: dict[str, Any], ood: dict[str, Any], cv: dict[str, Any] | None,
+    held_out: str = "block test split (read once for this release)",
+) -> list[tuple[str, list[str]]]:
     """Model card sections: intended use, data, estimates, robustness, OOD, failure modes."""
     test, table = metrics["test"], metrics["robustness"]
     worst_shift = min((k for k in table if k != "clean"), key=lambda k: table[k]["CNN"], default="clean")
@@ -57,13 +60,14 @@ def card_sections(metrics: dict[str, Any], ood: dict[str, Any], cv: dict[str, An
         ("Model card: how well it does", [
             *_cv_lines(cv),
             "",
-            f"- block test split, read once for this release: accuracy {_pct(test['accuracy'])}, macro recall "
+            f"- {held_out}: accuracy {_pct(test['accuracy'])}, macro recall "
             f"{_pct(test['macro_recall'])}, Benign recall {_pct(test['per_class'].get('Benign', {}).get('recall', 0))}, "
             f"ECE {test['ece']:.3f}",
             f"- weakest shift: {worst_shift} ({_pct(table[worst_shift]['CNN'])}); weakest class recall: {weakest_class}",
         ]),
         ("Model card: out of distribution and known failure modes", [
-            f"- test images flagged out of distribution: {_pct(ood['in_distribution_test_flag_rate'])}; OOD sets flagged: "
+            f"- in-distribution images flagged out of distribution ({ood.get('in_distribution_measured_on', 'test split')}): "
+            f"{_pct(ood['in_distribution_test_flag_rate'])}; OOD sets flagged: "
             + ", ".join(f"{k} {_pct(v['flagged'])}" for k, v in ood["sets"].items()),
             "- a flagged result reads \"needs review: outside what this model was trained on\", never a diagnosis",
             "- not validated on other laboratories, stains, microscopes or magnifications; images from them may be "

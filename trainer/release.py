@@ -23,11 +23,10 @@ def _load_run(run_dir: Path) -> tuple[TrainerConfs, dict[str, Any]]:
 
 def _dataset(confs: TrainerConfs):  # type: ignore[no-untyped-def]
     from trainer.data import scan_dataset
-    from trainer.split import block_split
+    from trainer.split import release_index
 
     dataset = scan_dataset(confs.data_dir, confs.image_size)
-    s = confs.split
-    return dataset, block_split(dataset, s.validation_fraction, s.test_fraction, s.block_size, confs.seed)
+    return dataset, release_index(dataset, confs)
 
 
 def export_run(run_dir: Path, confs_path: Path, int8: bool = False) -> dict[str, Any]:
@@ -62,7 +61,7 @@ def export_run(run_dir: Path, confs_path: Path, int8: bool = False) -> dict[str,
     (run_dir / "export.json").write_text(json.dumps(info, indent=2))
     bad = {name: c for name, c in info["formats_vs_keras"].items() if not c["labels_agree"] or c["max_abs_diff"] > 0.02}
     if bad:
-        raise TrainerError(f"refusing to package: exported formats disagree with Keras on the test split: {bad}")
+        raise TrainerError(f"refusing to package: exported formats disagree with Keras on the held-out images: {bad}")
     if int8:
         log.warning("INT8 export is not part of the format-2 package; shipping %s weights", info["ir_weights"])
     log.info("export: %s", info["formats_vs_keras"])
@@ -113,20 +112,25 @@ def package_run(
     history = json.loads((run_dir / "history.json").read_text())
     timing = json.loads((run_dir / "timing.json").read_text()) if (run_dir / "timing.json").is_file() else {}
     ood_eval = evaluate_ood(infer, dataset, index, export["threshold"], confs.seed)
+    if confs.final_fit:
+        # The validation blocks set the threshold, so their own flag rate is the quantile by construction.
+        ood_eval["in_distribution_test_flag_rate"] = export["ood"]["cross_calibrated_flag_rate"]
+        ood_eval["in_distribution_measured_on"] = "validation blocks, each half at the threshold the other half sets"
+    held_out = held_out_name(confs)
     cv = _cv_summary(run_dir, report_dir)
     metrics = assess(
         lambda b: infer(b).probabilities, dataset, index, report_dir,
-        f"{name} {version}: OpenVINO IR (f32) on the block test split", confs.seed, history["history"],
+        f"{name} {version}: OpenVINO IR (f32) on the {held_out}", confs.seed, history["history"],
         extra_sections=[
             ("Data", _data_lines(confs, index, digest)),
-            ("Export and training", _export_lines(export, history, timing)),
+            ("Export and training", _export_lines(export, history, timing, confs.final_fit)),
             ("Out-of-distribution detection", ood_lines(export["ood"], ood_eval)),
         ],
-        card=lambda m: card_sections(m, ood_eval, cv),
+        card=lambda m: card_sections(m, ood_eval, cv, held_out),
     )
     test = metrics["test"]
     manifest_metrics = ReleaseMetrics(
-        split="block test split (read once for this release)",
+        split=held_out,
         test_accuracy=test["accuracy"],
         macro_recall=test["macro_recall"],
         per_class_recall={k: v["recall"] for k, v in test["per_class"].items()},
@@ -170,6 +174,13 @@ def package_run(
     return out
 
 
+def held_out_name(confs: TrainerConfs) -> str:
+    """What a release's figures are measured on."""
+    if confs.final_fit:
+        return "validation blocks of the final fit (never trained on; they set the OOD threshold)"
+    return "block test split (read once for this release)"
+
+
 def _cv_summary(run_dir: Path, report_dir: Path | None = None) -> dict[str, Any] | None:
     """The cross-validation summary the run points to (cv.json beside it or in runs/cv), copied into the report."""
     import shutil
@@ -185,11 +196,19 @@ def _cv_summary(run_dir: Path, report_dir: Path | None = None) -> dict[str, Any]
 
 def _data_lines(confs: TrainerConfs, index: Any, digest: str) -> list[str]:
     s = confs.split
+    sizes = {k: len(v) for k, v in index.split.items() if not (confs.final_fit and k == "test")}
+    final = (
+        [f"- final fit: the train and test blocks train together ({sizes['train']} images, the last epoch kept); only the "
+         f"validation blocks ({sizes['validation']}) stay out, for the OOD threshold and the figures below; "
+         "cross-validation is the estimate of how the recipe does on unseen patients"]
+        if confs.final_fit else []
+    )
     return [
         f"- images from `{confs.data_dir}` (one folder per class); no image is stored in this report or the package",
         f"- {len(index.duplicates)} exact duplicates removed; {len(index.groups)} near-duplicate groups kept inside one split",
         f"- split by blocks of {s.block_size} consecutive file numbers per class (a stand-in for patients), seed {confs.seed}: "
-        + ", ".join(f"{k} {len(v)}" for k, v in index.split.items()),
+        + ", ".join(f"{k} {v}" for k, v in sizes.items()),
+        *final,
         f"- training data sha256 (split, class, file hash lines): `{digest}`",
         ("- dataset: Aria M., Ghaderzadeh M., Bashash D., Abolghasemi H., Asadi F., Hosseini A., "
         '"Acute Lymphoblastic Leukemia (ALL) image dataset", Kaggle (2021), DOI 10.34740/KAGGLE/DSV/2175623; '
@@ -198,9 +217,10 @@ def _data_lines(confs: TrainerConfs, index: Any, digest: str) -> list[str]:
     ]
 
 
-def _export_lines(export: dict[str, Any], history: dict[str, Any], timing: dict[str, Any]) -> list[str]:
+def _export_lines(export: dict[str, Any], history: dict[str, Any], timing: dict[str, Any], final_fit: bool) -> list[str]:
+    kept = "last epoch kept: a final fit" if final_fit else "best epoch"
     lines = [
-        f"- every format against Keras on the test split (IR weights {export['ir_weights']}):",
+        f"- every format against Keras on the held-out images (IR weights {export['ir_weights']}):",
         "",
         "| runtime | max abs difference | labels agree | OOD score max rel. difference | OOD flags differ |",
         "|---|---:|---|---:|---:|",
@@ -213,7 +233,7 @@ def _export_lines(export: dict[str, Any], history: dict[str, Any], timing: dict[
     lines += [
         "",
         (f"- training: {len(history['history'].get('loss', []))} epochs in {history['seconds'] / 60:.1f} min "
-         f"(best epoch {history['best_epoch']}, stopped by {history['stopped_by']})"),
+         f"({kept} {history['best_epoch']}, stopped by {history['stopped_by']})"),
     ]
     if timing:
         lines.append(f"- whole `train` command (decode, split, train, assess): {timing['total_seconds'] / 60:.1f} min")

@@ -209,6 +209,8 @@ def train_model(
     )
     budget, best = FittedCosine(confs.learning_rate, confs.epochs, confs.max_train_minutes * 60), BestWeights()
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=confs.patience)
+    # A final fit keeps its last epoch: the validation blocks choose nothing, so what is reported on them stays unbiased.
+    callbacks = [budget] if confs.final_fit else [budget, best, stopper]
     val_images = dataset.images[val_idx]
     if spec.mask_scale_bar:
         val_images = np.stack([mask_scale_bar(img) for img in val_images]) if len(val_images) else val_images
@@ -219,14 +221,15 @@ def train_model(
         steps_per_epoch=batches.steps,
         epochs=confs.epochs,
         validation_data=validation,
-        callbacks=[budget, best, stopper],
+        callbacks=callbacks,
         verbose=verbose,
     )
     seconds = time.monotonic() - start
     stopped_by = "time budget" if budget.hit else "early stopping" if stopper.stopped_epoch else "epochs"
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    log.info("trained %d epochs in %.0f s (best epoch %d, stopped by %s)", len(hist.get("loss", [])), seconds, best.best_epoch + 1, stopped_by)
-    return TrainResult(full, hist, seconds, best.best_epoch + 1, stopped_by)
+    kept = len(hist.get("loss", [])) if confs.final_fit else best.best_epoch + 1
+    log.info("trained %d epochs in %.0f s (kept epoch %d, stopped by %s)", len(hist.get("loss", [])), seconds, kept, stopped_by)
+    return TrainResult(full, hist, seconds, kept, stopped_by)
 
 
 def save_run(run_dir: Path, confs: TrainerConfs, result: TrainResult, extra: dict[str, Any]) -> None:

@@ -58,7 +58,7 @@ def _pct(value: float | None) -> str:
 
 
 def accuracy_text(raw: Any) -> str:
-    """A release's test accuracy as a percentage, whatever key its trainer used; a dash when absent."""
+    """A release's held-out accuracy as a percentage, whatever key its trainer used; a dash when absent."""
     return _pct(ReleaseMetrics.from_manifest(raw if isinstance(raw, dict) else None).test_accuracy)
 
 
@@ -78,17 +78,17 @@ def release_figures(raw: Any) -> ReleaseFigures:
     """Typed metrics of a manifest turned into labelled, formatted rows."""
     m = ReleaseMetrics.from_manifest(raw if isinstance(raw, dict) else None)
     headline = [
-        ("Test accuracy", _pct(m.test_accuracy)), ("Macro recall", _pct(m.macro_recall)),
+        ("Held-out accuracy", _pct(m.test_accuracy)), ("Macro recall", _pct(m.macro_recall)),
         ("Colour-only baseline accuracy", _pct(m.colour_baseline_accuracy)),
         ("Calibration error (ECE)", "—" if m.ece is None else f"{m.ece:.3f}"),
-        ("Test images", "—" if m.n_test_images is None else str(m.n_test_images)),
+        ("Held-out images", "—" if m.n_test_images is None else str(m.n_test_images)),
         ("Epochs run", "—" if m.epochs_run is None else str(m.epochs_run)),
         ("Training time", "—" if m.train_seconds is None else f"{m.train_seconds / 60:.1f} min"),
         ("Evaluated on", m.split or "—"),
     ]
     ood = []
     if m.ood is not None:
-        ood.append(("In-distribution test images flagged", _pct(m.ood.in_distribution_test_flag_rate)))
+        ood.append(("In-distribution held-out images flagged", _pct(m.ood.in_distribution_test_flag_rate)))
         ood += [(f"{name} flagged", _pct(share)) for name, share in sorted(m.ood.sets.items())]
     formats = [
         (name, "—" if c.max_abs_diff is None else f"{c.max_abs_diff:.1e}",

@@ -48,7 +48,7 @@ def test_models_pages_show_accuracy_recall_and_matrix_of_a_trainer_made_package(
     listing = client.get("/models").get_data(as_text=True)
     assert f"{metrics.test_accuracy * 100:.1f}%" in listing
     page = client.get(f"/models/{release_id}").get_data(as_text=True)
-    assert f'data-metric="Test accuracy">{metrics.test_accuracy * 100:.1f}%' in page
+    assert f'data-metric="Held-out accuracy">{metrics.test_accuracy * 100:.1f}%' in page
     for label, recall in metrics.per_class_recall.items():
         assert f"<td>{label}</td><td class=\"num\">{recall * 100:.1f}%</td>" in page
     if metrics.matrix_for(manifest.classes):
@@ -56,4 +56,4 @@ def test_models_pages_show_accuracy_recall_and_matrix_of_a_trainer_made_package(
     else:
         assert "No confusion matrix" in page
     if metrics.ood is not None:
-        assert "In-distribution test images flagged" in page
+        assert "In-distribution held-out images flagged" in page

@@ -154,5 +154,5 @@ def test_models_page_shows_the_metrics_this_trainer_wrote(released: dict, tmp_pa
     client = sign_in(app.test_client(), "alice", password)
     assert f"{metrics.test_accuracy * 100:.1f}%" in client.get("/models").get_data(as_text=True)
     page = client.get(f"/models/{release_id}").get_data(as_text=True)
-    assert 'class="matrix"' in page and "<th>Gamma</th>" in page and "In-distribution test images flagged" in page
+    assert 'class="matrix"' in page and "<th>Gamma</th>" in page and "In-distribution held-out images flagged" in page
     db.dispose()
