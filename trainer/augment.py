@@ -8,9 +8,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from contracts.confs import StainAugmentConfs
 from trainer.stain import random_hed_jitter
 
 log = logging.getLogger(__name__)
+_STAIN_DEFAULTS = StainAugmentConfs()
 
 # The microscope's scale-bar label sits in the bottom-right corner; its style differs between
 # sessions (and so between classes), which makes it a shortcut.
@@ -130,8 +132,8 @@ class AugmentConfig:
     stain_gain: float = 0.1
     p_jpeg: float = 0.3
     jpeg_quality: tuple[int, int] = (35, 95)
-    p_hed: float = 0.5
-    hed_sigma: float = 0.08
+    p_hed: float = _STAIN_DEFAULTS.p_hed  # one default for both, set in confs
+    hed_sigma: float = _STAIN_DEFAULTS.hed_sigma
 
 
 class Augmenter:
