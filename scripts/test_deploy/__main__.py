@@ -25,8 +25,8 @@ from .stack import NODES, Stack
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "var" / "test-deploy"
 ENGINE_ROOT = ROOT / "var" / "docker-engine"
-RELEASED = ROOT / "models" / "all-small-cnn-1.3.0.tar.gz"
-ROLLOUT_VERSION = "1.3.1"
+RELEASED = ROOT / "models" / "all-small-cnn-1.4.0.tar.gz"
+ROLLOUT_VERSION = "1.4.1"
 STREAMED = 16
 T = TypeVar("T")
 logger = logging.getLogger("test_deploy")
