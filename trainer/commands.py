@@ -14,7 +14,8 @@ import numpy as np
 from trainer.config import load_trainer_confs
 from trainer.data import scan_dataset
 from trainer.errors import TrainerError
-from trainer.split import block_split, release_index, split_digest
+from trainer.release_split import release_index
+from trainer.split import block_split, split_digest
 
 log = logging.getLogger(__name__)
 

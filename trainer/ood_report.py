@@ -16,7 +16,8 @@ from trainer.data import ScannedDataset
 from trainer.ood import MahalanobisFit, feature_model, fit_mahalanobis, predict_features, with_threshold
 from trainer.ood_sets import LABELLED_SETS, base_indices, ood_sets
 from trainer.robustness import SHIFTS, shifted
-from trainer.split import SplitIndex, component_halves
+from trainer.release_split import component_halves
+from trainer.split import SplitIndex
 from trainer.stain_gate import combined_scores, fit_stain_limits, stain_ratios
 
 log = logging.getLogger(__name__)

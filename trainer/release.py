@@ -23,7 +23,7 @@ def _load_run(run_dir: Path) -> tuple[TrainerConfs, dict[str, Any]]:
 
 def _dataset(confs: TrainerConfs):  # type: ignore[no-untyped-def]
     from trainer.data import scan_dataset
-    from trainer.split import release_index
+    from trainer.release_split import release_index
 
     dataset = scan_dataset(confs.data_dir, confs.image_size)
     return dataset, release_index(dataset, confs)

@@ -13,7 +13,8 @@ from contracts.model_package import parse_public_key, read_manifest
 from trainer.__main__ import main
 from trainer.data import scan_dataset
 from trainer.ood_report import cross_calibrated_flag_rate
-from trainer.split import block_split, component_halves, final_fit_index, release_index
+from trainer.release_split import component_halves, final_fit_index, release_index
+from trainer.split import block_split
 
 
 def _index(data: Path):  # type: ignore[no-untyped-def]
