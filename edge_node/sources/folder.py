@@ -194,7 +194,11 @@ class FolderSource:
         specimen = self.specimen_of(path)
         target = self._move(path, self._beside(self.failed_dir, specimen if specimen and is_specimen_id(specimen) else None))
         if target is not None:
-            target.with_name(target.name + ".reason.txt").write_text(reason + "\n")
+            # Written aside and renamed: whoever lists failed/ never reads a reason half written.
+            reason_file = target.with_name(target.name + ".reason.txt")
+            partial = reason_file.with_name(reason_file.name + ".tmp")
+            partial.write_text(reason + "\n")
+            os.replace(partial, reason_file)
 
     @staticmethod
     def _beside(folder: Path, specimen: str | None) -> Path:
