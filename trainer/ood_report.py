@@ -56,7 +56,7 @@ def fit_detector(
         ratios = stain_ratios(dataset.images[validation], fit.stain_limits)
         val_scores, gated = combined_scores(val_scores, ratios, fit.threshold), ratios > 1.0
         info["stain_gate"] = {"quantile": stain_quantile, "limits": fit.stain_limits.tolist(),
-                              "validation_flag_rate": float((ratios > 1.0).mean())}
+                              "validation_flag_rate": float(gated.mean())}
     info["validation_flag_rate"] = float((val_scores > fit.threshold).mean())
     halves = [np.searchsorted(validation, half) for half in component_halves(index, validation, seed)]
     info["cross_calibrated_flag_rate"] = cross_calibrated_flag_rate(feature_scores, gated, halves, quantile)
