@@ -1,14 +1,17 @@
 """Inference speed of the released model on every runtime and precision this machine has, batch 1.
 
 Usage: python bench/inference.py [--package models/all-small-cnn-X.tar.gz] [--iterations 1000] [--rounds 20]
-                                 [--run runs/DIR]
+                                 [--run runs/DIR] [--confs confs.json] [--only onnxruntime_f32,...]
 Each runtime is loaded the way a node loads it (edge_node.inference.load_classifier) and timed on `infer_raw` of one
 preprocessed image (the same work outside the model for every runtime), each in its own process (no other runtime's
 thread pool spinning beside it) kept for the whole run and timed in short turns over many rounds in alternating
 order, so a change in load falls on all alike. A runtime's p50 is the median of its per-round p50s; p99 is over all
-samples. `openvino_ms_p50` is the default runtime at the default precision
-(confs.json); `openvino_wins_rounds` counts the rounds where it was no slower than LiteRT, and the load average
-before and after is recorded. With --run, Keras `model(x)` is timed too. Ends with one JSON line.
+samples. `default_ms_p50` is the default runtime at the default precision
+(confs.json); `default_wins_rounds` counts the rounds where it was no slower than LiteRT, and the load average
+before and after is recorded. With --run, Keras `model(x)` is timed too. --only times the named runtime_precision
+keys alone; on a GPU node, a confs file whose edge_node.onnxruntime.providers puts CUDAExecutionProvider first times
+ONNX Runtime on the GPU (`device` in the figures says where it ran). A machine without OpenVINO times what it has.
+Ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -52,8 +55,10 @@ def _newest_package() -> Path | None:
 
 
 def _native_precisions() -> set[str]:
-    import openvino as ov
-
+    try:
+        import openvino as ov
+    except ImportError:  # a GPU or ARM node may carry ONNX Runtime or LiteRT alone
+        return {"f32"}
     capabilities = set(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
     return {"f32"} | {p for p, cap in (("bf16", "BF16"), ("f16", "FP16")) if cap in capabilities}
 
@@ -79,7 +84,7 @@ def _worker(pkg: Path, confs_path: Path, runtime: str, precision: str) -> int:
         return 0
     tensor = classifier.preprocess(np.random.default_rng(0).integers(0, 256, (224, 224, 3)).astype(np.uint8))
     _times(lambda: classifier.infer_raw(tensor), 0, warmup=30)
-    print(json.dumps({"precision": classifier.precision}), flush=True)
+    print(json.dumps({"precision": classifier.precision, "device": classifier.device}), flush=True)
     for line in sys.stdin:
         # A few untimed calls first: the block before belonged to another process, whose data filled the caches.
         print(json.dumps({"ms": _times(lambda: classifier.infer_raw(tensor), int(line), warmup=5)}), flush=True)
@@ -107,7 +112,7 @@ def _time_in_turns(pkg: Path, confs_path: Path, wanted: list[tuple[str, str]], n
             results[key] = ready["error"]
             worker.communicate()
             continue
-        results[key] = {"precision": ready["precision"], "samples": [], "rounds": []}
+        results[key] = {"precision": ready["precision"], "device": ready["device"], "samples": [], "rounds": []}
         workers[key] = worker
     per_turn = str(max(n // rounds, 20))
     try:
@@ -126,6 +131,15 @@ def _time_in_turns(pkg: Path, confs_path: Path, wanted: list[tuple[str, str]], n
         ms = timing.pop("samples")  # type: ignore[union-attr]
         timing.update(p50=statistics.median(timing["rounds"]), p99=float(np.percentile(ms, 99)))  # type: ignore[union-attr,index]
     return results
+
+
+def _keys(text: str) -> set[str]:
+    """--only's runtime_precision keys, each one the benchmark knows."""
+    keys = {k.strip() for k in text.split(",") if k.strip()}
+    known = {f"{r}_{p}" for r, p in COMBINATIONS}
+    if not keys or not keys <= known:
+        raise argparse.ArgumentTypeError(f"expected keys among {', '.join(sorted(known))}, not {text!r}")
+    return keys
 
 
 def _wins(default: dict | str | None, litert: dict | str | None) -> str | None:  # type: ignore[type-arg]
@@ -156,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--confs", type=Path, default=Path("confs.json"))
     parser.add_argument("--iterations", type=int, default=1000, help="samples per runtime, split over the rounds")
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--only", type=_keys, help="comma-separated runtime_precision keys to time, e.g. onnxruntime_f32")
     parser.add_argument("--worker", nargs=3, metavar=("PKG_DIR", "RUNTIME", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -181,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         wanted = [(r, p) for r, p in COMBINATIONS if p in native]
         if default not in {f"{r}_{p}" for r, p in wanted}:
             wanted.append((confs.edge_node.runtime, confs.edge_node.inference_precision))
+        if args.only:
+            wanted = [(r, p) for r, p in wanted if f"{r}_{p}" in args.only]
+            default = default if default in args.only else f"{wanted[0][0]}_{wanted[0][1]}" if wanted else default
         timings.update({f"{r}_{p}": f"this CPU has no native {p}" for r, p in COMBINATIONS if p not in native})
         timings.update(_time_in_turns(pkg, args.confs.resolve(), wanted, args.iterations, max(args.rounds, 1)))
 
@@ -188,19 +206,20 @@ def main(argv: list[str] | None = None) -> int:
         value = timings.get(key)
         return round(value["p50"], 3) if isinstance(value, dict) else None
 
-    default_timing = timings[default]
+    default_timing = timings.get(default, "not timed")
     result = {
         "package": f"{manifest.name}-{manifest.version}",
         "default": default,
-        "openvino_ms_p50": p50(default),
-        "openvino_ms_p99": round(default_timing["p99"], 3) if isinstance(default_timing, dict) else None,
-        "openvino_images_per_s": round(1000 / default_timing["p50"], 1) if isinstance(default_timing, dict) else None,
+        "default_ms_p50": p50(default),
+        "default_ms_p99": round(default_timing["p99"], 3) if isinstance(default_timing, dict) else None,
+        "default_images_per_s": round(1000 / default_timing["p50"], 1) if isinstance(default_timing, dict) else None,
         "openvino_f32_ms_p50": p50("openvino_f32"),
         "openvino_bf16_ms_p50": p50("openvino_bf16"),
         "openvino_f16_ms_p50": p50("openvino_f16"),
         "onnxruntime_ms_p50": p50("onnxruntime_f32"),
         "litert_ms_p50": p50("litert_f32"),
-        "openvino_wins_rounds": _wins(timings.get(default), timings.get("litert_f32")),
+        "devices": {key: value["device"] for key, value in timings.items() if isinstance(value, dict)},
+        "default_wins_rounds": _wins(timings.get(default), timings.get("litert_f32")),
         "rounds": max(args.rounds, 1),
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
@@ -211,13 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in timings.items():
         if isinstance(value, dict):
             print(f"{key:18s} p50 {value['p50']:.2f} ms  p99 {value['p99']:.2f} ms  {1000 / value['p50']:.0f} images/s "
-                  f"(precision in effect: {value['precision']})")
+                  f"(precision in effect: {value['precision']}, on {value['device']})")
         else:
             print(f"{key:18s} unavailable: {value}")
     litert = result["litert_ms_p50"]
-    if result["openvino_ms_p50"] and litert:
-        verdict = "no slower than" if result["openvino_ms_p50"] <= litert else "SLOWER than"
-        print(f"default ({default}) is {verdict} LiteRT: {result['openvino_ms_p50']:.2f} vs {litert:.2f} ms")
+    if result["default_ms_p50"] and litert:
+        verdict = "no slower than" if result["default_ms_p50"] <= litert else "SLOWER than"
+        print(f"default ({default}) is {verdict} LiteRT: {result['default_ms_p50']:.2f} vs {litert:.2f} ms")
     print(json.dumps(result))
     return 0
 

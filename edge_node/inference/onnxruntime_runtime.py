@@ -42,6 +42,17 @@ def check_providers(providers: list[str]) -> None:
         )
 
 
+def preload_gpu_libraries() -> None:
+    """Load CUDA and cuDNN from NVIDIA's pip wheels (nvidia-*-cu13 and the like) where this build can.
+
+    onnxruntime-gpu finds those libraries only when they are on the loader path or already loaded; NVIDIA's Jetson
+    build has no `preload_dlls` and links against the system's CUDA.
+    """
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        preload(cuda=True, cudnn=True, msvc=False)
+
+
 def resolve_precision(providers: list[str], requested: RequestedPrecision) -> Precision:
     """The precision the configured providers run, or UnsupportedPrecision for a combination they cannot."""
     if requested == "bf16":
@@ -74,6 +85,8 @@ class OnnxRuntimeClassifier(ClassifierBase):
             raise ModelMismatchError("runtime onnxruntime has no model file in this package")
         providers = list(settings.providers)
         check_providers(providers)
+        if {CUDA, TENSORRT} & set(providers):
+            preload_gpu_libraries()
         self.precision = resolve_precision(providers, precision)
         options = ort.SessionOptions()
         if settings.num_threads is not None:
@@ -87,7 +100,11 @@ class OnnxRuntimeClassifier(ClassifierBase):
             raise ModelMismatchError(f"cannot load the ONNX model {path.name}: {exc}") from None
         active = self._session.get_providers()
         if active[0] != providers[0]:
-            raise RuntimeUnavailable(f"ONNX Runtime could not start {providers[0]} (it fell back to {active[0]})")
+            raise RuntimeUnavailable(
+                f"ONNX Runtime could not start {providers[0]} (it fell back to {active[0]}): the CUDA, cuDNN or "
+                "TensorRT libraries of the onnxruntime-gpu build's CUDA major version are missing or not on the "
+                "loader path"
+            )
         self.device = active[0]
         self._outputs = self._check_model()
         shape = self._session.get_inputs()[0].shape

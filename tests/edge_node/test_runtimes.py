@@ -154,6 +154,24 @@ def test_an_unavailable_execution_provider_is_reported(tiny_package_v2, tmp_path
     assert any("edge_node.onnxruntime.providers" in p for p in check_runtime(settings.model_copy(update={"runtime": "onnxruntime"})))
 
 
+def test_a_gpu_provider_that_cannot_start_is_refused_after_its_libraries_were_preloaded(tiny_package_v2, tmp_path, monkeypatch):
+    from edge_node.inference import onnxruntime_runtime
+
+    ort = onnxruntime_runtime.ort
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA is available here")
+    preloaded: list[dict[str, bool]] = []
+    # A GPU build on a machine whose CUDA libraries are missing lists the provider, then falls back to the CPU.
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "preload_dlls", lambda **kw: preloaded.append(kw), raising=False)
+    settings = confs(tmp_path, onnxruntime={"providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]})
+    with pytest.raises(RuntimeUnavailable, match="could not start CUDAExecutionProvider.*fell back to CPUExecutionProvider.*libraries"):
+        load_classifier(tiny_package_v2.unpacked, tiny_package_v2.manifest, settings, runtime="onnxruntime")
+    assert preloaded == [{"cuda": True, "cudnn": True, "msvc": False}]
+    load_classifier(tiny_package_v2.unpacked, tiny_package_v2.manifest, confs(tmp_path), runtime="onnxruntime")
+    assert len(preloaded) == 1, "a CPU-only configuration loads no GPU libraries"
+
+
 def test_a_missing_runtime_is_reported_not_fatal(tiny_package_v2):
     probe = (
         "import sys; sys.modules['onnxruntime'] = None\n"  # what an install without the extra looks like
