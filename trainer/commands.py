@@ -15,7 +15,7 @@ from trainer.config import load_trainer_confs
 from trainer.data import scan_dataset
 from trainer.errors import TrainerError
 from trainer.release_split import release_index
-from trainer.split import block_split, split_digest
+from trainer.split import split_digest
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,7 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
 
 def _load_split(confs, data_dir: Path, progress: bool = True, require_all: bool = True, final: bool = True):  # type: ignore[no-untyped-def]
     dataset = scan_dataset(data_dir, confs.image_size, progress=_progress(progress))
-    s = confs.split
-    if final:
-        index = release_index(dataset, confs)
-    else:
-        index = block_split(dataset, s.validation_fraction, s.test_fraction, s.block_size, confs.seed)
+    index = release_index(dataset, confs, final=None if final else False)
     for name, idx in index.split.items():
         if len(idx) == 0 and require_all:
             raise TrainerError(f"the {name} split is empty: {data_dir} has too few images or blocks")

@@ -66,7 +66,7 @@ def card_sections(
             f"- weakest shift: {worst_shift} ({_pct(table[worst_shift]['CNN'])}); weakest class recall: {weakest_class}",
         ]),
         ("Model card: out of distribution and known failure modes", [
-            f"- in-distribution images flagged out of distribution ({ood.get('in_distribution_measured_on', 'test split')}): "
+            f"- in-distribution images flagged out of distribution ({ood['in_distribution_measured_on']}): "
             f"{_pct(ood['in_distribution_test_flag_rate'])}; OOD sets flagged: "
             + ", ".join(f"{k} {_pct(v['flagged'])}" for k, v in ood["sets"].items()),
             "- a flagged result reads \"needs review: outside what this model was trained on\", never a diagnosis",

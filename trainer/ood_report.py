@@ -112,6 +112,7 @@ def evaluate_ood(
             per_set[name].update(accuracy=float(right.mean()), unflagged_wrong=int((~set_flags & ~right).sum()))
     return {
         "in_distribution_test_flag_rate": float(flagged.mean()) if len(flagged) else 0.0,
+        "in_distribution_measured_on": "test split",
         "test_accuracy_of_unflagged": accuracy_kept,
         "shift_flag_rates": shifts,
         "sets": per_set,
@@ -141,7 +142,7 @@ def ood_lines(info: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
          f"validation blocks at the threshold the other half sets: {100 * info.get('cross_calibrated_flag_rate', 0):.1f}%); "
          "no OOD set took part in it"),
         *_stain_lines(info.get("stain_gate")),
-        (f"- in-distribution images flagged ({evaluation.get('in_distribution_measured_on', 'test split')}): "
+        (f"- in-distribution images flagged ({evaluation['in_distribution_measured_on']}): "
          f"{100 * evaluation['in_distribution_test_flag_rate']:.1f}% (target at most 2%)"),
         f"- accuracy on the held-out images not flagged: {100 * evaluation['test_accuracy_of_unflagged']:.2f}%",
         "",

@@ -47,8 +47,8 @@ def component_halves(index: SplitIndex, indices: np.ndarray, seed: int) -> tuple
     return np.array(sorted(halves[0]), dtype=np.int64), np.array(sorted(halves[1]), dtype=np.int64)
 
 
-def release_index(dataset: ScannedDataset, confs: TrainerConfs) -> SplitIndex:
-    """The split a release trains and reports on: the block split, or its final fit when confs.final_fit."""
+def release_index(dataset: ScannedDataset, confs: TrainerConfs, final: bool | None = None) -> SplitIndex:
+    """The split a release trains and reports on: the block split, or its final fit (confs.final_fit unless `final`)."""
     s = confs.split
     index = block_split(dataset, s.validation_fraction, s.test_fraction, s.block_size, confs.seed)
-    return final_fit_index(index) if confs.final_fit else index
+    return final_fit_index(index) if (confs.final_fit if final is None else final) else index

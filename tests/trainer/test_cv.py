@@ -242,7 +242,8 @@ def test_the_model_card_says_when_errors_come_in_clusters() -> None:
     per_class = {c: {"recall": 0.95} for c in ("Benign", "Early")}
     metrics = {"test": {"accuracy": 0.95, "macro_recall": 0.95, "ece": 0.01, "per_class": per_class},
                "robustness": {"clean": {"CNN": 0.95}, "grayscale": {"CNN": 0.9}}}
-    ood = {"in_distribution_test_flag_rate": 0.01, "sets": {"black": {"flagged": 1.0}}}
+    ood = {"in_distribution_test_flag_rate": 0.01, "in_distribution_measured_on": "test split",
+           "sets": {"black": {"flagged": 1.0}}}
     fold = {"cnn": {"errors": 7, "largest": [{"errors": 4}, {"errors": 2}, {"errors": 1}]}}
     overall = {m: {k: mean_ci([0.9, 0.95]) for k in ("accuracy", "macro_recall", "benign_recall", "ece")} for m in ("cnn", "colour_baseline")}
     worst = {"cnn": 0.9, "colour_baseline": 0.9}
