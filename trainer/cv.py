@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from contracts.confs import TrainerConfs
+from trainer import cv_ood
 from trainer import cv_summary as S
 from trainer.config import load_trainer_confs
 from trainer.data import ScannedDataset, scan_dataset
@@ -134,6 +135,7 @@ def run_fold(
         "colour_baseline": classification_report(test_labels, colour_probs, classes),
         "robustness": table,
         "robustness_images": len(pick),
+        cv_ood.KEY: cv_ood.fold_ood(result.model, dataset, index, confs),
         "trained_with": training_backend(),
         "history": result.history,
     }
@@ -214,8 +216,10 @@ def _notes(plan: dict[str, Any], confs: TrainerConfs, release: TrainerConfs, res
         "per class, merged through near-duplicate groups)",
         f"- folds: {plan['folds']}, stratified by class, seed {plan['seed']}; no component (so no duplicate or "
         "near-duplicate group) spans two folds. For each fold: test = the fold; validation = about "
-        f"{100 * confs.split.validation_fraction:.0f}% of the other components per class (best-epoch selection only); "
-        "train = the rest. The colour baseline trains on the same train part.",
+        f"{100 * confs.split.validation_fraction:.0f}% of the other components per class ("
+        + ("the OOD threshold only: with final_fit each fold keeps its last epoch" if confs.final_fit
+           else "best-epoch selection and the OOD threshold")
+        + "); train = the rest. The colour baseline trains on the same train part.",
         f"- folds done: {len(done)} of {plan['folds']}" + ("" if len(done) == plan["folds"] else f" ({done}): PARTIAL"),
         f"- schedule per fold: {schedules}" + (" (MIXED across folds)" if len(ran) > 1 else "")
         + f" (release: {release.epochs} epochs, {release.max_train_minutes:g} minutes)"
@@ -243,7 +247,7 @@ def report(
         "classes": plan["classes"], "plan_digest": plan["digest"], "robustness_images_per_fold": [r["robustness_images"] for r in results],
         "schedule": {"max_epochs": confs.epochs, "max_minutes": confs.max_train_minutes, "patience": confs.patience,
                      "release_epochs": release.epochs, "release_max_minutes": release.max_train_minutes},
-        "notes": notes, **summary,
+        "notes": notes, **summary, "ood": cv_ood.summarise_ood(results),
         "error_clusters": _error_clusters(predictions, component_of) if component_of else {},
     }
     _write_json(out / "cv.json", data)
@@ -257,6 +261,8 @@ def report(
         ]
         if summary["robustness"]:
             sections.append(("Robustness (accuracy on each fold's robustness subsample, mean over folds)", S.robustness_rows(summary)))
+        if data["ood"]:
+            sections.append(("In-distribution images flagged by each fold's OOD detector", cv_ood.ood_rows(data["ood"])))
         if data["error_clusters"]:
             title = f"Where the errors fall (components: blocks of {plan['block_size']} file numbers, merged through near duplicates)"
             sections.append((title, S.error_rows(data["error_clusters"])))
@@ -291,6 +297,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
         # Keras writes epoch lines to stdout, which must hold only the JSON object under --json.
         run_fold(confs, dataset, folds, fold, out, args.robustness_images, verbose=0 if args.json else 2)
         report(out, plan, confs, release, component_of)
+    cv_ood.backfill(out, [f for f in chosen if (out / f"fold-{f}" / DONE).is_file()], folds, dataset, confs)
     data = report(out, plan, confs, release, component_of)
     if args.json:
         print(json.dumps({**data, "out": str(out)}))

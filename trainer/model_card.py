@@ -23,6 +23,14 @@ def _cv_lines(cv: dict[str, Any] | None) -> list[str]:
     return [*cv.get("notes", []), "", *cv_summary.summary_rows(cv, focus)]
 
 
+def _cv_ood_lines(cv: dict[str, Any] | None) -> list[str]:
+    from trainer.cv_ood import ood_rows
+
+    if not (cv or {}).get("ood"):
+        return []
+    return [f"- in cross-validation, each fold's detector on its unseen test fold: {ood_rows(cv['ood'])[-1][2:]}"]  # type: ignore[index]
+
+
 def _cluster_lines(cv: dict[str, Any] | None) -> list[str]:
     from trainer.cv_summary import errors_in_largest_two
 
@@ -69,6 +77,7 @@ def card_sections(
             f"- in-distribution images flagged out of distribution ({ood['in_distribution_measured_on']}): "
             f"{_pct(ood['in_distribution_test_flag_rate'])}; OOD sets flagged: "
             + ", ".join(f"{k} {_pct(v['flagged'])}" for k, v in ood["sets"].items()),
+            *_cv_ood_lines(cv),
             "- a flagged result reads \"needs review: outside what this model was trained on\", never a diagnosis",
             "- not validated on other laboratories, stains, microscopes or magnifications; images from them may be "
             "classified with confidence when the detector does not flag them",

@@ -202,6 +202,19 @@ def test_cv_end_to_end_is_resumable(cli, confs_writer, synthetic_data: Path, tmp
     components_per_fold = json.loads((out / "plan.json").read_text())["components_per_fold"]
     assert [clusters[str(f)]["cnn"]["components"] for f in (0, 1)] == components_per_fold
     assert "Where the errors fall" in report
+    ood = result["ood"]
+    assert [f["fold"] for f in ood["per_fold"]] == [0, 1] and ood["test_flag_rate"]["n"] == 2
+    assert all(0.0 <= f["test_flag_rate"] <= 1.0 and f["threshold"] > 0 and f["n_test"] > 0 for f in ood["per_fold"])
+    assert "In-distribution images flagged by each fold's OOD detector" in report and "(target at most 2%)" in report
+
+    # A fold that finished before its detector was measured is measured from the model it saved.
+    fold_file = out / "fold-1" / "metrics.json"
+    measured = json.loads(fold_file.read_text())
+    fold_file.write_text(json.dumps({k: v for k, v in measured.items() if k != "ood"}))
+    again = cli(*tiny, "--json")
+    assert again.returncode == 0, again.stderr
+    assert "fold 1: measuring its OOD detector" in again.stderr
+    assert json.loads(fold_file.read_text())["ood"] == pytest.approx(measured["ood"], rel=1e-4)
 
     plan = json.loads((out / "plan.json").read_text())
     oof = np.load(out / "oof.npz")
@@ -271,3 +284,25 @@ def test_cv_without_robustness_images_reports_no_shift_table(cli, confs_writer, 
     assert result["cnn_ahead_of_baseline"]["every_shift"] is False, "no shift measured is not 'ahead under every shift'"
     report = (out / "cv.md").read_text()
     assert "## Robustness" not in report and "robustness: not measured (--robustness-images 0)" in report
+
+
+def test_the_model_card_gives_the_cross_validated_in_distribution_flag_rate() -> None:
+    from trainer.cv_ood import summarise_ood
+    from trainer.model_card import card_sections
+
+    per_class = {"Benign": {"recall": 0.95}}
+    metrics = {"test": {"accuracy": 0.95, "macro_recall": 0.95, "ece": 0.01, "per_class": per_class},
+               "robustness": {"clean": {"CNN": 0.95}}}
+    ood = {"in_distribution_test_flag_rate": 0.024, "in_distribution_measured_on": "validation halves", "sets": {}}
+    folds = [{"fold": f, "ood": {"threshold": 1.2, "validation_flag_rate": 0.01, "test_flag_rate": rate,
+                                 "test_stain_gated": 0.0, "n_test": 500}} for f, rate in enumerate((0.01, 0.02, 0.015))]
+    overall = {m: {k: mean_ci([0.9, 0.95]) for k in ("accuracy", "macro_recall", "benign_recall", "ece")} for m in ("cnn", "colour_baseline")}
+    cv = {"notes": [], "overall": overall, "min_fold_benign_recall": {"cnn": 0.9, "colour_baseline": 0.9},
+          "error_clusters": {}, "ood": summarise_ood([*folds, {"fold": 3}])}
+    assert cv["ood"]["test_flag_rate"]["n"] == 3, "a fold without a measured detector is left out, not counted as 0"
+    section = dict(card_sections(metrics, ood, cv))["Model card: out of distribution and known failure modes"]
+    line = next(line for line in section if line.startswith("- in cross-validation"))
+    assert "mean over 3 folds: 1.50%" in line and "highest fold 2.00%" in line and "[" in line
+    assert not any(line.startswith("- in cross-validation") for line in dict(card_sections(metrics, ood, {**cv, "ood": None}))[
+        "Model card: out of distribution and known failure modes"])
+    assert summarise_ood([{"fold": 0}]) is None
