@@ -45,8 +45,8 @@ def check_providers(providers: list[str]) -> None:
 def preload_gpu_libraries() -> None:
     """Load CUDA and cuDNN from NVIDIA's pip wheels (nvidia-*-cu13 and the like) where this build can.
 
-    onnxruntime-gpu finds those libraries only when they are on the loader path or already loaded; NVIDIA's Jetson
-    build has no `preload_dlls` and links against the system's CUDA.
+    onnxruntime-gpu finds those libraries only when they are on the loader path or already loaded; a build without
+    `preload_dlls` (before 1.21) relies on the loader path, as with a system CUDA.
     """
     preload = getattr(ort, "preload_dlls", None)
     if preload is not None:
