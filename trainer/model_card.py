@@ -24,11 +24,14 @@ def _cv_lines(cv: dict[str, Any] | None) -> list[str]:
 
 
 def _cv_ood_lines(cv: dict[str, Any] | None) -> list[str]:
-    from trainer.cv_ood import ood_rows
+    from trainer.cv_ood import flag_rate_line, sets_line
 
-    if not (cv or {}).get("ood"):
+    summary = (cv or {}).get("ood")
+    if not summary:
         return []
-    return [f"- in cross-validation, each fold's detector on its unseen test fold: {ood_rows(cv['ood'])[-1][2:]}"]  # type: ignore[index]
+    sets = sets_line(summary)
+    return [f"- in cross-validation, each fold's detector on its unseen test fold: {flag_rate_line(summary)}"] + (
+        [f"- in cross-validation, {sets}"] if sets else [])
 
 
 def _cluster_lines(cv: dict[str, Any] | None) -> list[str]:

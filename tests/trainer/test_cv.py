@@ -206,15 +206,21 @@ def test_cv_end_to_end_is_resumable(cli, confs_writer, synthetic_data: Path, tmp
     assert [f["fold"] for f in ood["per_fold"]] == [0, 1] and ood["test_flag_rate"]["n"] == 2
     assert all(0.0 <= f["test_flag_rate"] <= 1.0 and f["threshold"] > 0 and f["n_test"] > 0 for f in ood["per_fold"])
     assert "In-distribution images flagged by each fold's OOD detector" in report and "(target at most 2%)" in report
+    assert {"natural images", "black", "stain x2.5 (HED)"} <= set(ood["sets"])
+    assert all(0.0 <= stats["min"] <= stats["mean"] <= 1.0 and stats["n"] == 2 for stats in ood["sets"].values())
+    assert "| OOD set (made from each fold's test images) |" in report and "target at least 95%)" in report
 
-    # A fold that finished before its detector was measured is measured from the model it saved.
-    fold_file = out / "fold-1" / "metrics.json"
-    measured = json.loads(fold_file.read_text())
-    fold_file.write_text(json.dumps({k: v for k, v in measured.items() if k != "ood"}))
+    # A fold that finished before its detector (or its OOD sets) was measured is measured from the model it saved.
+    fold_files = [out / f"fold-{f}" / "metrics.json" for f in (0, 1)]
+    measured = [json.loads(f.read_text()) for f in fold_files]
+    fold_files[0].write_text(json.dumps({**measured[0], "ood": {k: v for k, v in measured[0]["ood"].items() if k != "sets"}}))
+    fold_files[1].write_text(json.dumps({k: v for k, v in measured[1].items() if k != "ood"}))
     again = cli(*tiny, "--json")
     assert again.returncode == 0, again.stderr
-    assert "fold 1: measuring its OOD detector" in again.stderr
-    assert json.loads(fold_file.read_text())["ood"] == pytest.approx(measured["ood"], rel=1e-4)
+    assert "fold 0: measuring its OOD detector" in again.stderr and "fold 1: measuring its OOD detector" in again.stderr
+    for fold_file, before in zip(fold_files, measured):
+        after = json.loads(fold_file.read_text())["ood"]
+        assert after["sets"] == pytest.approx(before["ood"]["sets"]) and after["test_flag_rate"] == pytest.approx(before["ood"]["test_flag_rate"])
 
     plan = json.loads((out / "plan.json").read_text())
     oof = np.load(out / "oof.npz")
@@ -295,14 +301,17 @@ def test_the_model_card_gives_the_cross_validated_in_distribution_flag_rate() ->
                "robustness": {"clean": {"CNN": 0.95}}}
     ood = {"in_distribution_test_flag_rate": 0.024, "in_distribution_measured_on": "validation halves", "sets": {}}
     folds = [{"fold": f, "ood": {"threshold": 1.2, "validation_flag_rate": 0.01, "test_flag_rate": rate,
-                                 "test_stain_gated": 0.0, "n_test": 500}} for f, rate in enumerate((0.01, 0.02, 0.015))]
+                                 "test_stain_gated": 0.0, "n_test": 500, "sets": {"black": 1.0, "blurred": blur}}}
+             for f, (rate, blur) in enumerate(((0.01, 1.0), (0.02, 0.925), (0.015, 0.975)))]
     overall = {m: {k: mean_ci([0.9, 0.95]) for k in ("accuracy", "macro_recall", "benign_recall", "ece")} for m in ("cnn", "colour_baseline")}
     cv = {"notes": [], "overall": overall, "min_fold_benign_recall": {"cnn": 0.9, "colour_baseline": 0.9},
           "error_clusters": {}, "ood": summarise_ood([*folds, {"fold": 3}])}
     assert cv["ood"]["test_flag_rate"]["n"] == 3, "a fold without a measured detector is left out, not counted as 0"
     section = dict(card_sections(metrics, ood, cv))["Model card: out of distribution and known failure modes"]
-    line = next(line for line in section if line.startswith("- in cross-validation"))
+    line, sets = [line for line in section if line.startswith("- in cross-validation")]
     assert "mean over 3 folds: 1.50%" in line and "highest fold 2.00%" in line and "[" in line
+    assert "lowest fold of any set 92.5% (blurred" in sets
+    assert cv["ood"]["sets"]["blurred"]["mean"] == pytest.approx(0.9666, abs=1e-3)
     assert not any(line.startswith("- in cross-validation") for line in dict(card_sections(metrics, ood, {**cv, "ood": None}))[
         "Model card: out of distribution and known failure modes"])
     assert summarise_ood([{"fold": 0}]) is None
