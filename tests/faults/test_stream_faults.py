@@ -97,8 +97,10 @@ def test_ingest_sigkill_mid_batch(fault_stack: FaultStack, packages, scale: Scal
     fault_stack.start_node(node)
     feed = ImageFeed()
     half = scale.images // 2
-    feed.feed(node.inbox, half)
+    # One image first, the rest just before the kill: a fast node would otherwise store them all before it.
+    feed.feed(node.inbox, 1)
     wait_until(lambda: fault_stack.stored(feed.produced) >= 1, 60, "the first stored batch", fault_stack.logs)
+    feed.feed(node.inbox, half - 1)
     fault_stack.kill_ingest()
     killed_at = fault_stack.stored(feed.produced)
     feed.feed(node.inbox, scale.images - half)
@@ -114,8 +116,10 @@ def test_node_sigkill_mid_publish(fault_stack: FaultStack, packages, scale: Scal
     fault_stack.start_node(node)
     feed = ImageFeed()
     first = scale.images * 2 // 3
-    feed.feed(node.inbox, first)
+    # One image first, the rest just before the kill: a fast node would otherwise store them all before it.
+    feed.feed(node.inbox, 1)
     wait_until(lambda: fault_stack.stored(feed.produced) >= 1, 60, "the first results", fault_stack.logs)
+    feed.feed(node.inbox, first - 1)
     node.kill()
     killed_at = fault_stack.stored(feed.produced)
     fault_stack.start_node(node)
