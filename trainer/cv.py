@@ -6,7 +6,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from trainer import cv_summary as S
 from trainer.config import load_trainer_confs
 from trainer.data import ScannedDataset, scan_dataset
 from trainer.errors import TrainerError
-from trainer.report import write_markdown
+from trainer.report import write_json, write_markdown
 from trainer.split import Folds, fold_split, grouped_folds
 
 log = logging.getLogger(__name__)
@@ -42,12 +41,6 @@ def parse_only_folds(text: str | None, k: int) -> list[int]:
             raise TrainerError(f"--only-folds: fold {fold} is out of range; with --folds {k} folds are 0 to {k - 1}")
         chosen.add(fold)
     return sorted(chosen)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def _file_name(dataset: ScannedDataset, i: int) -> str:
@@ -83,7 +76,7 @@ def _check_plan(out: Path, plan: dict[str, Any]) -> None:
             )
         return
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(path, plan)
+    write_json(path, plan)
 
 
 def run_fold(
@@ -139,7 +132,7 @@ def run_fold(
         "trained_with": training_backend(),
         "history": result.history,
     }
-    _write_json(fold_dir / DONE, metrics)
+    write_json(fold_dir / DONE, metrics)
     import keras
 
     keras.backend.clear_session()  # the next fold starts from a clean graph, not one that grows per fold
@@ -250,7 +243,7 @@ def report(
         "notes": notes, **summary, "ood": cv_ood.summarise_ood(results),
         "error_clusters": _error_clusters(predictions, component_of) if component_of else {},
     }
-    _write_json(out / "cv.json", data)
+    write_json(out / "cv.json", data)
     _combine_predictions(out, predictions)
     if results:
         sections = [

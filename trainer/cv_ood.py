@@ -14,6 +14,7 @@ from contracts.confs import TrainerConfs
 from trainer.cv_summary import mean_ci
 from trainer.data import ScannedDataset
 from trainer.errors import TrainerError
+from trainer.report import write_json
 from trainer.split import Folds, SplitIndex, fold_split
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,7 @@ def backfill(out: Path, done: list[int], folds: Folds, dataset: ScannedDataset, 
         log.info("fold %d: measuring its OOD detector from %s", fold, model_file)
         index = fold_split(folds, fold, confs.split.validation_fraction, confs.seed)
         metrics[KEY] = fold_ood(keras.models.load_model(model_file), dataset, index, confs)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(metrics, indent=2))
-        tmp.replace(path)
+        write_json(path, metrics)
         keras.backend.clear_session()
 
 

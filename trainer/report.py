@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,13 @@ def robustness_rows(table: dict[str, dict[str, float]]) -> list[str]:
         ahead = "yes" if values[who[0]] > values[who[-1]] else "no"
         rows.append(f"| {case} | " + " | ".join(_pct(values[w]) for w in who) + f" | {ahead} |")
     return rows
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write data as JSON atomically: a reader sees the old file or the whole new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
 
 
 def write_markdown(path: Path, title: str, sections: list[tuple[str, list[str]]]) -> Path:
