@@ -177,6 +177,13 @@ class StainAugmentConfs(_Section):
     hed_sigma: float = Field(0.08, ge=0, le=0.5, description="stain concentrations scale by 1 ± sigma and shift by ± sigma of their range")
 
 
+class BlurAugmentConfs(_Section):
+    """Gaussian blur while training: how often, and the widest sigma (a defocused or smeared field)."""
+
+    p_blur: float = Field(0.2, ge=0, le=1, description="share of training images blurred")
+    max_sigma: float = Field(1.2, ge=0.3, le=5, description="blur sigma in pixels is drawn from 0.3 up to this")
+
+
 class TrainerConfs(_Section):
     """Training, evaluation and packaging."""
 
@@ -193,6 +200,7 @@ class TrainerConfs(_Section):
     mask_scale_bar: bool = Field(True, description="blank the bottom-right scale-bar label, a shortcut feature")
     split: SplitConfs = Field(default_factory=SplitConfs)
     stain_augment: StainAugmentConfs = Field(default_factory=StainAugmentConfs)
+    blur_augment: BlurAugmentConfs = Field(default_factory=BlurAugmentConfs)
     final_fit: bool = Field(
         False, description="the release trains on the train and test blocks together, for its last epoch; only the "
         "validation blocks stay out, to set the OOD threshold and be reported on; cross-validation is the estimate",
@@ -210,6 +218,9 @@ class TrainerConfs(_Section):
     max_train_minutes: float = Field(15.0, gt=0, description="training stops after this long (restoring the best epoch)")
     ood_quantile: float = Field(
         0.99, gt=0.5, lt=1, description="OOD threshold: this quantile of validation scores (1 - share of validation flagged)"
+    )
+    ood_threshold_margin: float = Field(
+        1.0, ge=1, le=3, description="OOD threshold: the validation quantile times this (above 1 leaves room for patients the quantile did not see)"
     )
     ood_stain_quantile: float | None = Field(
         0.98, gt=0.5, le=1, description="stain gate: flag fields whose stain spread exceeds this quantile of the clean training fields; null = no gate"

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from contracts.confs import StainAugmentConfs
+from contracts.confs import BlurAugmentConfs, StainAugmentConfs
 from trainer.stain import random_hed_jitter
 
 log = logging.getLogger(__name__)
 _STAIN_DEFAULTS = StainAugmentConfs()
+_BLUR_DEFAULTS = BlurAugmentConfs()
 
 # The microscope's scale-bar label sits in the bottom-right corner; its style differs between
 # sessions (and so between classes), which makes it a shortcut.
@@ -120,8 +121,8 @@ class AugmentConfig:
     p_flip: float = 0.5
     p_rotate: float = 0.5
     max_rotation: float = 180.0
-    p_blur: float = 0.2
-    blur_sigma: tuple[float, float] = (0.3, 1.2)
+    p_blur: float = _BLUR_DEFAULTS.p_blur  # defaults set in confs, like the stain jitter's
+    blur_sigma: tuple[float, float] = (0.3, _BLUR_DEFAULTS.max_sigma)
     p_equalize: float = 0.03
     p_grayscale: float = 0.12
     p_color: float = 0.9
@@ -132,7 +133,7 @@ class AugmentConfig:
     stain_gain: float = 0.1
     p_jpeg: float = 0.3
     jpeg_quality: tuple[int, int] = (35, 95)
-    p_hed: float = _STAIN_DEFAULTS.p_hed  # one default for both, set in confs
+    p_hed: float = _STAIN_DEFAULTS.p_hed
     hed_sigma: float = _STAIN_DEFAULTS.hed_sigma
 
 

@@ -33,10 +33,12 @@ def load_trainer_confs(path: Path | str, overrides: dict[str, Any] | None = None
 
 
 def augment_config(confs: TrainerConfs) -> AugmentConfig:
-    """The training augmentation, with the configured stain jitter."""
+    """The training augmentation, with the configured stain jitter and blur."""
     from trainer.augment import AugmentConfig
 
-    return AugmentConfig(p_hed=confs.stain_augment.p_hed, hed_sigma=confs.stain_augment.hed_sigma)
+    blur = confs.blur_augment
+    return AugmentConfig(p_hed=confs.stain_augment.p_hed, hed_sigma=confs.stain_augment.hed_sigma,
+                         p_blur=blur.p_blur, blur_sigma=(0.3, blur.max_sigma))
 
 
 def model_spec(confs: TrainerConfs, n_classes: int) -> ModelSpec:
