@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from contracts.confs import TrainerConfs
-from trainer import cv_ood
+from trainer import cv_ood, ood_sweep
 from trainer import cv_summary as S
 from trainer.config import load_trainer_confs
 from trainer.data import ScannedDataset, scan_dataset
@@ -128,7 +128,7 @@ def run_fold(
         "colour_baseline": classification_report(test_labels, colour_probs, classes),
         "robustness": table,
         "robustness_images": len(pick),
-        cv_ood.KEY: cv_ood.fold_ood(result.model, dataset, index, confs),
+        cv_ood.KEY: cv_ood.fold_ood(result.model, dataset, index, confs, fold_dir),
         "trained_with": training_backend(),
         "history": result.history,
     }
@@ -240,7 +240,7 @@ def report(
         "classes": plan["classes"], "plan_digest": plan["digest"], "robustness_images_per_fold": [r["robustness_images"] for r in results],
         "schedule": {"max_epochs": confs.epochs, "max_minutes": confs.max_train_minutes, "patience": confs.patience,
                      "release_epochs": release.epochs, "release_max_minutes": release.max_train_minutes},
-        "notes": notes, **summary, "ood": cv_ood.summarise_ood(results),
+        "notes": notes, **summary, "ood": cv_ood.summarise_ood(results), "ood_rule_sweep": cv_ood.rule_sweep(out, done),
         "error_clusters": _error_clusters(predictions, component_of) if component_of else {},
     }
     write_json(out / "cv.json", data)
@@ -256,6 +256,9 @@ def report(
             sections.append(("Robustness (accuracy on each fold's robustness subsample, mean over folds)", S.robustness_rows(summary)))
         if data["ood"]:
             sections.append(("In-distribution images flagged by each fold's OOD detector", cv_ood.ood_rows(data["ood"])))
+        if data["ood_rule_sweep"]:
+            rows = ood_sweep.sweep_rows(data["ood_rule_sweep"], cv_ood.configured_rule(confs))
+            sections.append(("OOD threshold rule chosen by cross-validation", rows))
         if data["error_clusters"]:
             title = f"Where the errors fall (components: blocks of {plan['block_size']} file numbers, merged through near duplicates)"
             sections.append((title, S.error_rows(data["error_clusters"])))

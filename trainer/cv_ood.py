@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from contracts.confs import TrainerConfs
+from trainer import ood_sweep
 from trainer.cv_summary import mean_ci
 from trainer.data import ScannedDataset
 from trainer.errors import TrainerError
@@ -22,39 +23,47 @@ log = logging.getLogger(__name__)
 KEY = "ood"
 
 
-def fold_ood(model: Any, dataset: ScannedDataset, index: SplitIndex, confs: TrainerConfs) -> dict[str, Any]:
+def fold_ood(
+    model: Any, dataset: ScannedDataset, index: SplitIndex, confs: TrainerConfs, fold_dir: Path | None = None
+) -> dict[str, Any]:
     """Fit the release's detector on this fold; flag its test images, and the OOD sets made from them, at the
-    threshold its validation part sets."""
+    threshold its validation part sets. With `fold_dir`, keep the score's parts there for the rule sweep."""
     from trainer.augment import mask_scale_bar
     from trainer.ood import feature_model, predict_features
     from trainer.ood_report import fit_detector
     from trainer.ood_sets import ood_sets
-    from trainer.stain_gate import combined_scores, stain_ratios
+    from trainer.stain_gate import stain_spread
 
-    fit, info = fit_detector(model, dataset, index, confs.ood_quantile, confs.seed, confs.ood_stain_quantile)
+    fit, info = fit_detector(model, dataset, index, confs.ood_quantile, confs.seed, confs.ood_stain_quantile,
+                             confs.ood_threshold_margin)
     features_model = feature_model(model)
-
-    def flags(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """What the shipped score flags, and which of those the stain gate flags on its own."""
-        _probs, features = predict_features(features_model, batch)
-        scores, gated = fit.scores(features), np.zeros(len(batch), bool)
-        if fit.stain_limits is not None:
-            ratios = stain_ratios(batch, fit.stain_limits)
-            scores, gated = combined_scores(scores, ratios, fit.threshold), ratios > 1.0
-        return scores > fit.threshold, gated
-
-    images = dataset.images[index.split["test"]]
+    images, validation = dataset.images[index.split["test"]], dataset.images[index.split["validation"]]
     if not len(images):
         raise TrainerError("a fold without test images has no OOD figures")
-    flagged, gated = flags(images)
     sets = ood_sets(np.stack([mask_scale_bar(img) for img in images]), seed=confs.seed)
+    tuning = ood_sweep.tuning_sets(np.stack([mask_scale_bar(img) for img in validation])) if len(validation) else {}
+    parts = ood_sweep.components(
+        lambda batch: fit.scores(predict_features(features_model, batch)[1]), stain_spread,
+        {"validation": validation, "test": images, **sets, **tuning}, stain_spread(dataset.images[index.split["train"]]),
+    )
+    if fold_dir is not None:
+        ood_sweep.save(fold_dir / ood_sweep.FILE, parts)
+
+    def flags(name: str) -> tuple[np.ndarray, np.ndarray]:
+        """What the shipped score flags in a group, and which of those the stain gate flags on its own."""
+        gated = np.zeros(len(parts[f"{name}/feature"]), bool)
+        if fit.stain_limits is not None:
+            gated = (parts[f"{name}/spread"] / fit.stain_limits.astype(np.float64)).min(axis=1) > 1.0
+        return (parts[f"{name}/feature"] > fit.threshold) | gated, gated
+
+    flagged, gated = flags("test")
     return {
         "threshold": float(fit.threshold),
         "validation_flag_rate": info["validation_flag_rate"],
         "test_flag_rate": float(flagged.mean()),
         "test_stain_gated": float(gated.mean()),
         "n_test": len(images),
-        "sets": {name: float(flags(batch)[0].mean()) for name, batch in sets.items()},
+        "sets": {name: float(flags(name)[0].mean()) for name in sets},
     }
 
 
@@ -68,11 +77,12 @@ def backfill(out: Path, done: list[int], folds: Folds, dataset: ScannedDataset, 
         path = out / f"fold-{fold}" / "metrics.json"
         metrics = json.loads(path.read_text())
         model_file = path.parent / "model.keras"
-        if "sets" in metrics.get(KEY, {}) or not model_file.is_file():
+        measured = "sets" in metrics.get(KEY, {}) and (path.parent / ood_sweep.FILE).is_file()
+        if measured or not model_file.is_file():
             continue
         log.info("fold %d: measuring its OOD detector from %s", fold, model_file)
         index = fold_split(folds, fold, confs.split.validation_fraction, confs.seed)
-        metrics[KEY] = fold_ood(keras.models.load_model(model_file), dataset, index, confs)
+        metrics[KEY] = fold_ood(keras.models.load_model(model_file), dataset, index, confs, path.parent)
         write_json(path, metrics)
         keras.backend.clear_session()
 
@@ -129,3 +139,16 @@ def ood_rows(summary: dict[str, Any]) -> list[str]:
             f"- {sets_line(summary)}",
         ]
     return rows
+
+
+def configured_rule(confs: TrainerConfs) -> ood_sweep.Rule:
+    """The threshold rule the settings give."""
+    return ood_sweep.Rule(confs.ood_quantile, confs.ood_threshold_margin, confs.ood_stain_quantile)
+
+
+def rule_sweep(out: Path, done: list[int]) -> dict[str, Any] | None:
+    """The rule sweep over the finished folds, when every one of them kept its score's parts."""
+    paths = [out / f"fold-{fold}" / ood_sweep.FILE for fold in done]
+    if not paths or not all(path.is_file() for path in paths):
+        return None
+    return ood_sweep.sweep([ood_sweep.load(path) for path in paths])

@@ -31,7 +31,19 @@ def _cv_ood_lines(cv: dict[str, Any] | None) -> list[str]:
         return []
     sets = sets_line(summary)
     return [f"- in cross-validation, each fold's detector on its unseen test fold: {flag_rate_line(summary)}"] + (
-        [f"- in cross-validation, {sets}"] if sets else [])
+        [f"- in cross-validation, {sets}"] if sets else []) + _rule_lines((cv or {}).get("ood_rule_sweep"))
+
+
+def _rule_lines(sweep: dict[str, Any] | None) -> list[str]:
+    if not sweep:
+        return []
+    chosen = sweep["chosen"]
+    if chosen is None:
+        return [f"- threshold rule: of {len(sweep['rules'])} rules compared in cross-validation, none kept every fold "
+                f"within {100 * sweep['budget']:g}% of in-distribution images flagged"]
+    return [f"- threshold rule chosen by cross-validation ({len(sweep['rules'])} rules; tuning sets from validation images "
+            f"only): {chosen['label']}; its highest fold flags {100 * chosen['sets']['test']['max']:.2f}% of unseen "
+            "in-distribution images, a figure the choice itself used"]
 
 
 def _cluster_lines(cv: dict[str, Any] | None) -> list[str]:

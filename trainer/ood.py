@@ -66,9 +66,9 @@ def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, n_classes: int) ->
     return MahalanobisFit(means.astype(np.float32), transform.astype(np.float32))
 
 
-def with_threshold(fit: MahalanobisFit, held_out_scores: np.ndarray, quantile: float) -> MahalanobisFit:
-    """The fit with its threshold at `quantile` of in-distribution scores never used for fitting."""
-    return replace(fit, threshold=float(np.quantile(held_out_scores, quantile)))
+def with_threshold(fit: MahalanobisFit, held_out_scores: np.ndarray, quantile: float, margin: float = 1.0) -> MahalanobisFit:
+    """The fit with its threshold at `margin` × the `quantile` of in-distribution scores never used for fitting."""
+    return replace(fit, threshold=margin * float(np.quantile(held_out_scores, quantile)))
 
 
 def _core_with_features(model: keras.Model) -> keras.Model:

@@ -27,9 +27,9 @@ Infer = Callable[[np.ndarray], RawOutputs]
 
 def fit_detector(
     model: keras.Model, dataset: ScannedDataset, index: SplitIndex, quantile: float, seed: int,
-    stain_quantile: float | None = None,
+    stain_quantile: float | None = None, margin: float = 1.0,
 ) -> tuple[MahalanobisFit, dict[str, Any]]:
-    """Fit on training images (clean and one augmented copy), threshold on the validation split."""
+    """Fit on training images (clean and one augmented copy), threshold on the validation split (× margin)."""
     train, validation = index.split["train"], index.split["validation"]
     rng = np.random.default_rng(seed)
     augmenter = Augmenter()
@@ -42,12 +42,13 @@ def fit_detector(
     _vp, val_features = predict_features(features_model, dataset.images[validation])
     val_scores = feature_scores = fit.scores(val_features)
     gated = np.zeros(len(validation), bool)
-    fit = with_threshold(fit, val_scores, quantile)
+    fit = with_threshold(fit, val_scores, quantile, margin)
     info: dict[str, Any] = {
         "method": "class-conditional Mahalanobis distance, shared Ledoit-Wolf covariance",
         "features": f"pooled activations of 3 blocks ({features.shape[1]} values)",
         "fitted_on": f"{len(train)} training images and one augmented copy of each",
         "threshold_quantile": quantile,
+        "threshold_margin": margin,
         "threshold": fit.threshold,
     }
     if stain_quantile is not None:
@@ -59,13 +60,13 @@ def fit_detector(
                               "validation_flag_rate": float(gated.mean())}
     info["validation_flag_rate"] = float((val_scores > fit.threshold).mean())
     halves = [np.searchsorted(validation, half) for half in component_halves(index, validation, seed)]
-    info["cross_calibrated_flag_rate"] = cross_calibrated_flag_rate(feature_scores, gated, halves, quantile)
+    info["cross_calibrated_flag_rate"] = cross_calibrated_flag_rate(feature_scores, gated, halves, quantile, margin)
     log.info("OOD detector: threshold %.3f at the %.1f%% validation quantile", fit.threshold, 100 * quantile)
     return fit, info
 
 
 def cross_calibrated_flag_rate(
-    feature_scores: np.ndarray, gated: np.ndarray, halves: list[np.ndarray], quantile: float
+    feature_scores: np.ndarray, gated: np.ndarray, halves: list[np.ndarray], quantile: float, margin: float = 1.0
 ) -> float:
     """In-distribution flag rate on unseen blocks: each half flagged at the threshold the other half sets, averaged.
 
@@ -73,7 +74,7 @@ def cross_calibrated_flag_rate(
     did not set it; `gated` marks the fields the stain gate flags whatever the threshold.
     """
     rates = [
-        float(((feature_scores[check] > np.quantile(feature_scores[calibrate], quantile)) | gated[check]).mean())
+        float(((feature_scores[check] > margin * np.quantile(feature_scores[calibrate], quantile)) | gated[check]).mean())
         for calibrate, check in ((halves[0], halves[1]), (halves[1], halves[0]))
         if len(calibrate) and len(check)
     ]
@@ -128,17 +129,23 @@ def _stain_lines(gate: dict[str, Any] | None) -> list[str]:
         f"exceeds the {100 * gate['quantile']:.1f}% quantile of the clean training fields "
         f"(limits {gate['limits'][0]:.3f} and {gate['limits'][1]:.3f}; validation images it flags: "
         f"{100 * gate['validation_flag_rate']:.1f}%); the score is then the gate's ratio in threshold units",
-        "- the gate's default quantile (98%) was set with the stain x2.5 set in view, so that set's figure is not "
+    ] + ([
+        "- this quantile (98%) was set with the stain x2.5 set in view, so that set's figure is not "
         "independent of it; the other sets took no part in any decision",
-    ]
+    ] if gate["quantile"] == 0.98 else [])
+
+
+def _margin(info: dict[str, Any]) -> str:
+    margin = info.get("threshold_margin", 1.0)
+    return "" if margin == 1.0 else f"{margin:g} × "
 
 
 def ood_lines(info: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
     """The report's OOD section."""
     lines = [
         f"- detector: {info['method']} on {info['features']}; fitted on {info['fitted_on']}",
-        (f"- threshold {info['threshold']:.3f}: the {100 * info['threshold_quantile']:.1f}% quantile of validation scores "
-         f"(validation images flagged: {100 * info['validation_flag_rate']:.1f}%, near 1 - quantile by construction; each half of the "
+        (f"- threshold {info['threshold']:.3f}: {_margin(info)}the {100 * info['threshold_quantile']:.1f}% quantile of validation scores "
+         f"(validation images flagged: {100 * info['validation_flag_rate']:.1f}%, near 1 - quantile by construction at margin 1; each half of the "
          f"validation blocks at the threshold the other half sets: {100 * info.get('cross_calibrated_flag_rate', 0):.1f}%); "
          "no OOD set took part in it"),
         *_stain_lines(info.get("stain_gate")),

@@ -43,7 +43,9 @@ def export_run(run_dir: Path, confs_path: Path, int8: bool = False) -> dict[str,
     confs, _data = _load_run(run_dir)
     model = keras.models.load_model(run_dir / "model.keras")
     dataset, index = _dataset(confs)
-    fit, ood_info = fit_detector(model, dataset, index, confs.ood_quantile, confs.seed, confs.ood_stain_quantile)
+    fit, ood_info = fit_detector(
+        model, dataset, index, confs.ood_quantile, confs.seed, confs.ood_stain_quantile, confs.ood_threshold_margin
+    )
     fit.save(run_dir / "ood.npz")
     final = deployable(model, fit)
     test = dataset.images[index.split["test"]]

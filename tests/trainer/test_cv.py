@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from trainer import ood_sweep
 from trainer.cv import component_names, parse_only_folds
 from trainer.cv_summary import error_clusters, mean_ci
 from trainer.data import ScannedDataset, scan_dataset
@@ -209,14 +210,24 @@ def test_cv_end_to_end_is_resumable(cli, confs_writer, synthetic_data: Path, tmp
     assert {"natural images", "black", "stain x2.5 (HED)"} <= set(ood["sets"])
     assert all(0.0 <= stats["min"] <= stats["mean"] <= 1.0 and stats["n"] == 2 for stats in ood["sets"].values())
     assert "| OOD set (made from each fold's test images) |" in report and "target at least 95%)" in report
+    sweep = result["ood_rule_sweep"]
+    assert sweep["folds"] == 2 and len(sweep["rules"]) == len(ood_sweep.rules())
+    configured = next(r for r in sweep["rules"] if r["rule"] == {"quantile": 0.99, "margin": 1.0, "stain_quantile": 0.98})
+    # The sweep replays the shipped rule from the kept parts: the same flag rates as each fold's detector.
+    assert configured["sets"]["test"]["mean"] == pytest.approx(ood["test_flag_rate"]["mean"])
+    assert configured["sets"]["natural images"]["mean"] == pytest.approx(ood["sets"]["natural images"]["mean"])
+    assert {"tuning: stain x1.8 (HED)", "validation"} & set(configured["sets"]) == {"tuning: stain x1.8 (HED)"}
+    assert "## OOD threshold rule chosen by cross-validation" in report and "never at the evaluation sets" in report
 
     # A fold that finished before its detector (or its OOD sets) was measured is measured from the model it saved.
     fold_files = [out / f"fold-{f}" / "metrics.json" for f in (0, 1)]
     measured = [json.loads(f.read_text()) for f in fold_files]
     fold_files[0].write_text(json.dumps({**measured[0], "ood": {k: v for k, v in measured[0]["ood"].items() if k != "sets"}}))
     fold_files[1].write_text(json.dumps({k: v for k, v in measured[1].items() if k != "ood"}))
+    (out / "fold-1" / ood_sweep.FILE).unlink()
     again = cli(*tiny, "--json")
     assert again.returncode == 0, again.stderr
+    assert (out / "fold-1" / ood_sweep.FILE).is_file(), "a fold without the kept parts is measured again"
     assert "fold 0: measuring its OOD detector" in again.stderr and "fold 1: measuring its OOD detector" in again.stderr
     for fold_file, before in zip(fold_files, measured):
         after = json.loads(fold_file.read_text())["ood"]
@@ -315,3 +326,13 @@ def test_the_model_card_gives_the_cross_validated_in_distribution_flag_rate() ->
     assert not any(line.startswith("- in cross-validation") for line in dict(card_sections(metrics, ood, {**cv, "ood": None}))[
         "Model card: out of distribution and known failure modes"])
     assert summarise_ood([{"fold": 0}]) is None
+    rng = np.random.default_rng(7)
+    folds_parts = [{"train/spread": rng.normal(0.5, 0.02, (200, 2)), "validation/feature": rng.gamma(20, 0.05, 200),
+                    "validation/spread": rng.normal(0.5, 0.02, (200, 2)), "test/feature": rng.gamma(20, 0.05, 300),
+                    "test/spread": rng.normal(0.5, 0.02, (300, 2)), "tuning: far/feature": rng.gamma(20, 0.05, 40) * 2,
+                    "tuning: far/spread": rng.normal(0.5, 0.02, (40, 2))} for _ in range(2)]
+    card = dict(card_sections(metrics, ood, {**cv, "ood_rule_sweep": ood_sweep.sweep(folds_parts, budget=0.05)}))
+    rule_line = next(line for line in card["Model card: out of distribution and known failure modes"] if "threshold rule" in line)
+    assert "threshold rule chosen by cross-validation (112 rules" in rule_line and "a figure the choice itself used" in rule_line
+    card = dict(card_sections(metrics, ood, {**cv, "ood_rule_sweep": ood_sweep.sweep(folds_parts, budget=-1.0)}))
+    assert any("none kept every fold within -100% " in line for line in card["Model card: out of distribution and known failure modes"])

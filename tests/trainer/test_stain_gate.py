@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -121,3 +123,23 @@ def test_stain_augmentation_settings_reach_the_augmenter() -> None:
 def test_bad_stain_augmentation_settings_are_rejected(section: dict[str, object]) -> None:
     with pytest.raises(ValidationError, match="stain_augment"):
         TrainerConfs.model_validate({"stain_augment": section})
+
+
+def test_blur_augmentation_settings_reach_the_augmenter_and_blur() -> None:
+    from trainer.augment import Augmenter
+    from trainer.config import augment_config
+
+    config = augment_config(TrainerConfs.model_validate({"blur_augment": {"p_blur": 1.0, "max_sigma": 2.5}}))
+    assert (config.p_blur, config.blur_sigma) == (1.0, (0.3, 2.5))
+    assert augment_config(TrainerConfs()).blur_sigma == (0.3, 1.2), "the default is the released recipe's"
+    only_blur = dataclasses.replace(config, p_flip=0, p_rotate=0, p_color=0, p_hed=0, p_equalize=0, p_grayscale=0, p_jpeg=0)
+    edges = np.zeros((32, 32, 3), np.uint8)
+    edges[:, ::2] = 255
+    out = Augmenter(only_blur)(edges, np.random.default_rng(0))
+    assert np.abs(np.diff(out.astype(int), axis=1)).mean() < np.abs(np.diff(edges.astype(int), axis=1)).mean() / 2
+
+
+@pytest.mark.parametrize("section", [{"p_blur": -0.1}, {"max_sigma": 0.1}, {"max_sigma": 9}, {"sigma": 1}])
+def test_bad_blur_augmentation_settings_are_rejected(section: dict[str, object]) -> None:
+    with pytest.raises(ValidationError, match="blur_augment"):
+        TrainerConfs.model_validate({"blur_augment": section})
