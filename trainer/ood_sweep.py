@@ -135,7 +135,10 @@ def sweep_rows(result: dict[str, Any], current: Rule) -> list[str]:
         "| group | " + " | ".join(f"{name}: {row['label']}" for name, row in shown) + " |",
         "|---|" + "---:|" * len(shown),
     ]
-    for group in shown[0][1]["sets"]:
+    names = list(shown[0][1]["sets"])
+    ordered = ["test"] * ("test" in names) + [n for n in names if n != "test" and not n.startswith("tuning:")] + [
+        n for n in names if n.startswith("tuning:")]
+    for group in ordered:
         cells = []
         for _name, row in shown:
             stats = row["sets"][group]
