@@ -116,18 +116,23 @@ def sweep(folds: list[dict[str, np.ndarray]], budget: float = BUDGET) -> dict[st
     eligible = [r for r in rows if "test" in r["sets"] and r["sets"]["test"]["max"] <= budget]
     # Most tuning-set flags; then fewest in-distribution flags; then the simplest rule (earliest in the grid).
     chosen = max(eligible, key=lambda r: (round(r["tuning_mean"], 6), -r["sets"]["test"]["mean"]), default=None)
-    return {"budget": budget, "folds": len(folds), "rules": rows, "chosen": chosen}
+    return {"budget": budget, "folds": len(folds), "rules_compared": len(rows), "rules": rows, "chosen": chosen}
+
+
+def compact(result: dict[str, Any], current: Rule) -> dict[str, Any]:
+    """The sweep without its full table, for the package: the chosen rule and the configured one."""
+    configured = next((r for r in result["rules"] if r["rule"] == asdict(current)), None)
+    return {**{k: v for k, v in result.items() if k != "rules"}, "configured": configured}
 
 
 def sweep_rows(result: dict[str, Any], current: Rule) -> list[str]:
     """Markdown: the chosen rule beside the configured one, every group's mean and lowest (test: highest) fold."""
-    by_label = {r["label"]: r for r in result["rules"]}
-    shown = [("configured", by_label.get(current.label()))]
+    shown = [("configured", next((r for r in result.get("rules", []) if r["rule"] == asdict(current)), result.get("configured")))]
     if result["chosen"] is not None:
         shown.append(("chosen", result["chosen"]))
     shown = [(name, row) for name, row in shown if row is not None]
     rows = [
-        f"- rules compared: {len(result['rules'])} over {result['folds']} folds; budget: at most "
+        f"- rules compared: {result['rules_compared']} over {result['folds']} folds; budget: at most "
         f"{100 * result['budget']:g}% of any fold's test images flagged; the choice looks only at the tuning sets "
         "(made from validation images) and the test images' flag rate, never at the evaluation sets",
         "- chosen: " + (result["chosen"]["label"] if result["chosen"] else "none: no rule keeps every fold within the budget"),

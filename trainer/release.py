@@ -144,7 +144,7 @@ def package_run(
         formats_vs_keras=export["formats_vs_keras"],
         ood=OodFigures(in_distribution_test_flag_rate=ood_eval["in_distribution_test_flag_rate"],
                        sets={k: v["flagged"] for k, v in ood_eval["sets"].items()}),
-        cross_validation=cv,
+        cross_validation=_compact_cv(cv, confs),
         train_seconds=history["seconds"],
         epochs_run=len(history["history"].get("loss", [])),
     ).to_manifest()
@@ -194,6 +194,15 @@ def _cv_summary(run_dir: Path, report_dir: Path | None = None) -> dict[str, Any]
                 shutil.copyfile(candidate.with_name("cv.md"), report_dir / "cv.md")
             return json.loads(candidate.read_text())
     return None
+
+
+def _compact_cv(cv: dict[str, Any] | None, confs: TrainerConfs) -> dict[str, Any] | None:
+    """The CV summary for the signed manifest: the OOD rule sweep without its full table."""
+    from trainer import cv_ood, ood_sweep
+
+    if not cv or not cv.get("ood_rule_sweep"):
+        return cv
+    return {**cv, "ood_rule_sweep": ood_sweep.compact(cv["ood_rule_sweep"], cv_ood.configured_rule(confs))}
 
 
 def _data_lines(confs: TrainerConfs, index: Any, digest: str) -> list[str]:

@@ -93,3 +93,16 @@ def test_the_margin_scales_the_cross_calibrated_rate_and_is_validated() -> None:
     for bad in (0.9, 5, "wide"):
         with pytest.raises(ValidationError, match="ood_threshold_margin"):
             TrainerConfs.model_validate({"ood_threshold_margin": bad})
+
+
+def test_the_package_gets_the_sweep_without_its_full_table() -> None:
+    from trainer.release import _compact_cv
+
+    rng = np.random.default_rng(6)
+    result = ood_sweep.sweep([_fold(rng) for _ in range(2)], budget=0.02)
+    confs = TrainerConfs.model_validate({"ood_quantile": 0.995, "ood_threshold_margin": 1.25, "ood_stain_quantile": 0.99})
+    small = _compact_cv({"folds": 2, "ood_rule_sweep": result}, confs)["ood_rule_sweep"]
+    assert "rules" not in small and small["rules_compared"] == 112 and small["chosen"] == result["chosen"]
+    assert small["configured"]["rule"] == {"quantile": 0.995, "margin": 1.25, "stain_quantile": 0.99}
+    assert ood_sweep.sweep_rows(small, Rule(0.995, 1.25, 0.99)) == ood_sweep.sweep_rows(result, Rule(0.995, 1.25, 0.99))
+    assert _compact_cv(None, confs) is None and _compact_cv({"folds": 2}, confs) == {"folds": 2}
