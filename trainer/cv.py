@@ -258,6 +258,8 @@ def report(
             sections.append(("In-distribution images flagged by each fold's OOD detector", cv_ood.ood_rows(data["ood"])))
         if data["ood_rule_sweep"]:
             rows = ood_sweep.sweep_rows(data["ood_rule_sweep"], cv_ood.configured_rule(confs))
+            rows += ["", "What the detector can do at best (for information: this looks at the evaluation sets and chooses nothing):",
+                     "", *ood_sweep.frontier_rows(data["ood_rule_sweep"])]
             sections.append(("OOD threshold rule chosen by cross-validation", rows))
         if data["error_clusters"]:
             title = f"Where the errors fall (components: blocks of {plan['block_size']} file numbers, merged through near duplicates)"

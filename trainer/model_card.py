@@ -39,8 +39,8 @@ def _rule_lines(sweep: dict[str, Any] | None) -> list[str]:
         return []
     chosen = sweep["chosen"]
     if chosen is None:
-        return [f"- threshold rule: of {sweep['rules_compared']} rules compared in cross-validation, none kept every fold "
-                f"within {100 * sweep['budget']:g}% of in-distribution images flagged"]
+        return [f"- threshold rule: of {sweep['rules_compared']} rules compared in cross-validation, none kept the "
+                f"folds' mean within {100 * sweep['budget']:g}% of in-distribution images flagged"]
     return [f"- threshold rule chosen by cross-validation ({sweep['rules_compared']} rules; tuning sets from validation images "
             f"only): {chosen['label']}; its highest fold flags {100 * chosen['sets']['test']['max']:.2f}% of unseen "
             "in-distribution images, a figure the choice itself used"]

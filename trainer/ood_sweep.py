@@ -3,8 +3,9 @@
 Each fold keeps the raw parts of its detector's score (feature distances and stain spreads) for its train,
 validation and test images, for the OOD sets made from its test images, and for tuning sets made from its
 validation images. A rule (threshold quantile, margin over it, stain-gate quantile) is then applied to every
-fold without recomputing a feature. The chosen rule flags the most of the tuning sets while no fold flags more
-than the budget of its unseen in-distribution test images; the evaluation sets take no part in the choice.
+fold without recomputing a feature. The chosen rule flags the most of the tuning sets while the folds flag, on
+the mean, no more than the budget of their unseen in-distribution test images; the evaluation sets take no part
+in the choice.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from trainer.stain import hed_jitter
 log = logging.getLogger(__name__)
 
 FILE = "ood_components.npz"
-QUANTILES = (0.99, 0.995, 0.998, 1.0)
+QUANTILES = (0.97, 0.98, 0.99, 0.995, 0.998, 1.0)
 MARGINS = (1.0, 1.1, 1.25, 1.5)
-STAIN_QUANTILES: tuple[float | None, ...] = (None, 0.95, 0.97, 0.98, 0.99, 0.995, 1.0)
-BUDGET = 0.015  # under the 2% target, so that unseen patients have room
+STAIN_QUANTILES: tuple[float | None, ...] = (None, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 1.0)
+BUDGET = 0.02  # the target: a share of all in-distribution images, so the mean over folds (each fold is a few patients)
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def rules() -> list[Rule]:
 
 
 def sweep(folds: list[dict[str, np.ndarray]], budget: float = BUDGET) -> dict[str, Any]:
-    """Every rule over every fold; the chosen one; None chosen when no rule keeps every fold within the budget."""
+    """Every rule over every fold; the chosen one; None chosen when no rule keeps the mean within the budget."""
     if not folds:
         raise ValueError("the sweep needs at least one fold's components")
     rows = []
@@ -113,10 +114,35 @@ def sweep(folds: list[dict[str, np.ndarray]], budget: float = BUDGET) -> dict[st
         tuning = [stats[n]["mean"] for n in names if n.startswith("tuning:")]
         rows.append({"rule": asdict(rule), "label": rule.label(), "sets": stats,
                      "tuning_mean": float(np.mean(tuning)) if tuning else 0.0})
-    eligible = [r for r in rows if "test" in r["sets"] and r["sets"]["test"]["max"] <= budget]
+    eligible = [r for r in rows if "test" in r["sets"] and r["sets"]["test"]["mean"] <= budget]
     # Most tuning-set flags; then fewest in-distribution flags; then the simplest rule (earliest in the grid).
     chosen = max(eligible, key=lambda r: (round(r["tuning_mean"], 6), -r["sets"]["test"]["mean"]), default=None)
     return {"budget": budget, "folds": len(folds), "rules_compared": len(rows), "rules": rows, "chosen": chosen}
+
+
+def _evaluation_floor(row: dict[str, Any]) -> tuple[float, str]:
+    """The lowest fold of the weakest evaluation set under a rule, and that set's name."""
+    names = [n for n in row["sets"] if n != "test" and not n.startswith("tuning:")]
+    if not names:
+        return 1.0, ""
+    weakest = min(names, key=lambda n: row["sets"][n]["min"])
+    return row["sets"][weakest]["min"], weakest
+
+
+def frontier_rows(result: dict[str, Any], budgets: tuple[float, ...] = (0.01, 0.02, 0.03, 0.05)) -> list[str]:
+    """Markdown, for information only: at each in-distribution budget, the best floor any rule reaches on the
+    evaluation sets. It looks at those sets, so it chooses nothing; it shows what the detector itself can do."""
+    rows = ["| in-distribution flagged, mean at most | best rule's weakest evaluation set, lowest fold | that rule |",
+            "|---:|---:|---|"]
+    for budget in budgets:
+        eligible = [r for r in result.get("rules", []) if "test" in r["sets"] and r["sets"]["test"]["mean"] <= budget]
+        if not eligible:
+            rows.append(f"| {100 * budget:g}% | none | |")
+            continue
+        best = max(eligible, key=lambda r: _evaluation_floor(r)[0])
+        floor, name = _evaluation_floor(best)
+        rows.append(f"| {100 * budget:g}% | {100 * floor:.1f}% ({name}) | {best['label']} |")
+    return rows
 
 
 def compact(result: dict[str, Any], current: Rule) -> dict[str, Any]:
@@ -133,9 +159,9 @@ def sweep_rows(result: dict[str, Any], current: Rule) -> list[str]:
     shown = [(name, row) for name, row in shown if row is not None]
     rows = [
         f"- rules compared: {result['rules_compared']} over {result['folds']} folds; budget: at most "
-        f"{100 * result['budget']:g}% of any fold's test images flagged; the choice looks only at the tuning sets "
+        f"{100 * result['budget']:g}% of the folds' test images flagged, on the mean; the choice looks only at the tuning sets "
         "(made from validation images) and the test images' flag rate, never at the evaluation sets",
-        "- chosen: " + (result["chosen"]["label"] if result["chosen"] else "none: no rule keeps every fold within the budget"),
+        "- chosen: " + (result["chosen"]["label"] if result["chosen"] else "none: no rule keeps the mean within the budget"),
         "",
         "| group | " + " | ".join(f"{name}: {row['label']}" for name, row in shown) + " |",
         "|---|" + "---:|" * len(shown),
