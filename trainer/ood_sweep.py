@@ -11,7 +11,6 @@ in the choice.
 from __future__ import annotations
 
 import itertools
-import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,6 @@ import numpy as np
 
 from trainer import augment as A
 from trainer.stain import hed_jitter
-
-log = logging.getLogger(__name__)
 
 FILE = "ood_components.npz"
 QUANTILES = (0.97, 0.98, 0.99, 0.995, 0.998, 1.0)
