@@ -23,8 +23,11 @@ class FormatCheck(_Open):
     """One exported runtime's agreement with Keras on the test split."""
 
     max_abs_diff: float | None = Field(None, ge=0, description="largest probability difference")
-    labels_agree: bool | None = Field(None, description="every test image gets the same label")
-    n_disagree: int | None = Field(None, ge=0)
+    labels_agree: bool | None = Field(
+        None, description="every test image gets the same label, except near-ties (top two within the allowed deviation)"
+    )
+    n_disagree: int | None = Field(None, ge=0, description="images whose label differs, near-ties included")
+    n_disagree_on_ties: int | None = Field(None, ge=0, description="of them, near-ties: Keras's top two within the allowed deviation")
     n_images: int | None = Field(None, ge=0)
     ood_max_rel_diff: float | None = Field(None, ge=0)
     ood_flags_differ: int | None = Field(None, ge=0)

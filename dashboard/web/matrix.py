@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.release_metrics import ReleaseMetrics
+from contracts.release_metrics import FormatCheck, ReleaseMetrics
 
 HEAT_LEVELS = 5
 
@@ -57,6 +57,11 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
 
 
+def _tie_note(check: FormatCheck) -> str:
+    ties = check.n_disagree_on_ties or 0
+    return f" ({ties} near-tie{'s' if ties > 1 else ''} differ)" if ties else ""
+
+
 def accuracy_text(raw: Any) -> str:
     """A release's held-out accuracy as a percentage, whatever key its trainer used; a dash when absent."""
     return _pct(ReleaseMetrics.from_manifest(raw if isinstance(raw, dict) else None).test_accuracy)
@@ -92,7 +97,7 @@ def release_figures(raw: Any) -> ReleaseFigures:
         ood += [(f"{name} flagged", _pct(share)) for name, share in sorted(m.ood.sets.items())]
     formats = [
         (name, "—" if c.max_abs_diff is None else f"{c.max_abs_diff:.1e}",
-         "—" if c.labels_agree is None else ("yes" if c.labels_agree else f"no ({c.n_disagree} differ)"))
+         "—" if c.labels_agree is None else (f"yes{_tie_note(c)}" if c.labels_agree else f"no ({c.n_disagree} differ)"))
         for name, c in sorted(m.formats_vs_keras.items())
     ]
     robustness = [
