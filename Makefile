@@ -69,7 +69,7 @@ bench: install
 	@for bench in bench/*.py; do echo "== $$bench"; $(PY) $$bench || exit 1; done
 
 DATA ?= ../shared/datasets/all-aria
-VERSION ?= 1.4.0
+VERSION ?= 1.5.0
 CV_EPOCHS ?= 40
 CV_RUN = $(PY) -m trainer cv --data $(DATA) --folds 5 --epochs $(CV_EPOCHS) --robustness-images 1000 --out runs/cv
 SIGNING_KEY := $(shell $(PYTHON) -c "import json; print(json.load(open('confs.json'))['trainer']['signing_key'])")
