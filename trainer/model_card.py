@@ -99,6 +99,7 @@ def card_sections(
             "- Benign against Early Pre-B is the hardest call; single fields can be wrong: aggregate per specimen",
             *_cluster_lines(cv),
             "- the stain gate catches over-stained fields only; a pale, under-stained field is left to the feature "
-            "detector, and the gate's default quantile was set with the stain x2.5 set in view",
+            "detector, and a pale field with few cells stained far more intensely (stain x2.5) can stay within the "
+            "training fields' stain spread and pass",
         ]),
     ]
