@@ -32,7 +32,7 @@ def fold_ood(
     from trainer.ood import feature_model, predict_features
     from trainer.ood_report import fit_detector
     from trainer.ood_sets import ood_sets
-    from trainer.stain_gate import stain_spread
+    from trainer.stain_gate import spread_ratios, stain_spread
 
     fit, info = fit_detector(model, dataset, index, confs.ood_quantile, confs.seed, confs.ood_stain_quantile,
                              confs.ood_threshold_margin)
@@ -53,7 +53,7 @@ def fold_ood(
         """What the shipped score flags in a group, and which of those the stain gate flags on its own."""
         gated = np.zeros(len(parts[f"{name}/feature"]), bool)
         if fit.stain_limits is not None:
-            gated = (parts[f"{name}/spread"] / fit.stain_limits.astype(np.float64)).min(axis=1) > 1.0
+            gated = spread_ratios(parts[f"{name}/spread"], fit.stain_limits) > 1.0
         return (parts[f"{name}/feature"] > fit.threshold) | gated, gated
 
     flagged, gated = flags("test")

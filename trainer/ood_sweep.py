@@ -82,13 +82,15 @@ def groups(parts: dict[str, np.ndarray]) -> list[str]:
 
 def flag_rates(parts: dict[str, np.ndarray], rule: Rule) -> dict[str, float]:
     """Share of each group flagged under the rule."""
+    from trainer.stain_gate import spread_ratios  # the gate module loads Keras: not at `trainer cv` start-up
+
     threshold = rule.margin * float(np.quantile(parts["validation/feature"], rule.quantile))
     limits = None if rule.stain_quantile is None else np.quantile(parts["train/spread"], rule.stain_quantile, axis=0)
     rates = {}
     for name in groups(parts):
         flagged = parts[f"{name}/feature"] > threshold
         if limits is not None:
-            flagged |= (parts[f"{name}/spread"] / limits).min(axis=1) > 1.0
+            flagged |= spread_ratios(parts[f"{name}/spread"], limits) > 1.0
         rates[name] = float(flagged.mean()) if len(flagged) else 0.0
     return rates
 

@@ -39,9 +39,14 @@ def fit_stain_limits(images: np.ndarray, quantile: float) -> np.ndarray:
     return np.quantile(stain_spread(images), quantile, axis=0).astype(np.float32)
 
 
+def spread_ratios(spreads: np.ndarray, limits: np.ndarray) -> np.ndarray:
+    """How far each (N, 2) spread is over the limits: min over channels of spread / limit (above 1 = flagged)."""
+    return (np.asarray(spreads, np.float64) / np.asarray(limits, np.float64)).min(axis=1)
+
+
 def stain_ratios(images: np.ndarray, limits: np.ndarray) -> np.ndarray:
-    """How far each image is over the limits: min over channels of spread / limit (above 1 = flagged)."""
-    return (stain_spread(images) / np.asarray(limits, np.float64)).min(axis=1).astype(np.float32)
+    """How far each image is over the limits (above 1 = flagged)."""
+    return spread_ratios(stain_spread(images), limits).astype(np.float32)
 
 
 def combined_scores(feature_scores: np.ndarray, ratios: np.ndarray, threshold: float) -> np.ndarray:
