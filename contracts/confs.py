@@ -184,6 +184,13 @@ class BlurAugmentConfs(_Section):
     max_sigma: float = Field(1.2, ge=0.3, le=5, description="blur sigma in pixels is drawn from 0.3 up to this")
 
 
+class ZoomAugmentConfs(_Section):
+    """Random zoom while training: how often, and how far (another microscope's magnification or camera)."""
+
+    p_zoom: float = Field(0.0, ge=0, le=1, description="share of training images zoomed in or out; 0 keeps the scale the data came at")
+    max_factor: float = Field(1.25, ge=1, le=2, description="zoom factor is drawn log-uniformly between 1/max_factor and max_factor")
+
+
 class TrainerConfs(_Section):
     """Training, evaluation and packaging."""
 
@@ -201,6 +208,7 @@ class TrainerConfs(_Section):
     split: SplitConfs = Field(default_factory=SplitConfs)
     stain_augment: StainAugmentConfs = Field(default_factory=StainAugmentConfs)
     blur_augment: BlurAugmentConfs = Field(default_factory=BlurAugmentConfs)
+    zoom_augment: ZoomAugmentConfs = Field(default_factory=ZoomAugmentConfs)
     final_fit: bool = Field(
         False, description="the release trains on the train and test blocks together, for its last epoch; only the "
         "validation blocks stay out, to set the OOD threshold and be reported on; cross-validation is the estimate",

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from contracts.confs import BlurAugmentConfs, StainAugmentConfs
+from contracts.confs import BlurAugmentConfs, StainAugmentConfs, ZoomAugmentConfs
 from trainer.stain import random_hed_jitter
 
 log = logging.getLogger(__name__)
 _STAIN_DEFAULTS = StainAugmentConfs()
 _BLUR_DEFAULTS = BlurAugmentConfs()
+_ZOOM_DEFAULTS = ZoomAugmentConfs()
 
 # The microscope's scale-bar label sits in the bottom-right corner; its style differs between
 # sessions (and so between classes), which makes it a shortcut.
@@ -49,6 +50,15 @@ def rotate(img: np.ndarray, degrees: float) -> np.ndarray:
     h, w = img.shape[:2]
     matrix = cv2.getRotationMatrix2D((w / 2 - 0.5, h / 2 - 0.5), degrees, 1.0)
     return cv2.warpAffine(img, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def zoom(img: np.ndarray, factor: float, centre: tuple[float, float] | None = None) -> np.ndarray:
+    """Magnify by factor (below 1 shrinks) about centre (x, y), reflecting at the borders; the size stays."""
+    h, w = img.shape[:2]
+    cx, cy = centre if centre is not None else (w / 2 - 0.5, h / 2 - 0.5)
+    matrix = np.array([[factor, 0, (1 - factor) * cx], [0, factor, (1 - factor) * cy]], np.float32)
+    return cv2.warpAffine(img, matrix, (w, h), flags=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT_101)
 
 
 def hue_saturation(img: np.ndarray, hue_degrees: float = 0.0, saturation: float = 1.0) -> np.ndarray:
@@ -123,6 +133,8 @@ class AugmentConfig:
     max_rotation: float = 180.0
     p_blur: float = _BLUR_DEFAULTS.p_blur  # defaults set in confs, like the stain jitter's
     blur_sigma: tuple[float, float] = (0.3, _BLUR_DEFAULTS.max_sigma)
+    p_zoom: float = _ZOOM_DEFAULTS.p_zoom
+    max_zoom: float = _ZOOM_DEFAULTS.max_factor
     p_equalize: float = 0.03
     p_grayscale: float = 0.12
     p_color: float = 0.9
@@ -153,6 +165,11 @@ class Augmenter:
             out = flip(out, horizontal=False)
         if rng.random() < cfg.p_rotate:
             out = rotate(out, rng.uniform(-cfg.max_rotation, cfg.max_rotation))
+        # Drawn only when on, so recipes without zoom keep their random stream (and their releases).
+        if cfg.p_zoom > 0 and rng.random() < cfg.p_zoom:
+            factor = float(np.exp(rng.uniform(-np.log(cfg.max_zoom), np.log(cfg.max_zoom))))
+            h, w = out.shape[:2]
+            out = zoom(out, factor, (rng.uniform(0, w - 1), rng.uniform(0, h - 1)))
         if rng.random() < cfg.p_color:
             hue = rng.uniform(-cfg.hue_degrees, cfg.hue_degrees)
             sat = float(np.exp(rng.uniform(*np.log(cfg.saturation))))

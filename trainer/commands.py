@@ -81,13 +81,14 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
-    """Write copies of every image with random augmentations, in the same class folders."""
+    """Write copies of every image with the configured training augmentations, in the same class folders."""
     from PIL import Image
 
     from trainer.augment import Augmenter, mask_scale_bar
+    from trainer.config import augment_config
 
     dataset = scan_dataset(args.data, image_size=224, min_classes=1)
-    augmenter, rng = Augmenter(), np.random.default_rng(args.seed)
+    augmenter, rng = Augmenter(augment_config(load_trainer_confs(args.confs))), np.random.default_rng(args.seed)
     for record, image in zip(dataset.records, dataset.images):
         folder = args.out / record.label
         folder.mkdir(parents=True, exist_ok=True)

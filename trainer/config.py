@@ -33,12 +33,13 @@ def load_trainer_confs(path: Path | str, overrides: dict[str, Any] | None = None
 
 
 def augment_config(confs: TrainerConfs) -> AugmentConfig:
-    """The training augmentation, with the configured stain jitter and blur."""
+    """The training augmentation, with the configured stain jitter, blur and zoom."""
     from trainer.augment import AugmentConfig
 
-    blur = confs.blur_augment
+    blur, zoom = confs.blur_augment, confs.zoom_augment
     return AugmentConfig(p_hed=confs.stain_augment.p_hed, hed_sigma=confs.stain_augment.hed_sigma,
-                         p_blur=blur.p_blur, blur_sigma=(0.3, blur.max_sigma))
+                         p_blur=blur.p_blur, blur_sigma=(0.3, blur.max_sigma),
+                         p_zoom=zoom.p_zoom, max_zoom=zoom.max_factor)
 
 
 def model_spec(confs: TrainerConfs, n_classes: int) -> ModelSpec:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from contracts.confs import TrainerConfs
+from pydantic import ValidationError
+
 from trainer import augment as A
+from trainer.config import augment_config
 
 RNG = np.random.default_rng(5)
 IMAGE = np.clip(RNG.normal(170, 40, (48, 64, 3)), 0, 255).astype(np.uint8)
@@ -17,6 +21,8 @@ TRANSFORMS = {
     "flip_v": lambda i: A.flip(i, False),
     "blur": lambda i: A.gaussian_blur(i, 1.0),
     "rotate": lambda i: A.rotate(i, 30),
+    "zoom_in": lambda i: A.zoom(i, 1.25),
+    "zoom_out": lambda i: A.zoom(i, 0.8),
     "hue": lambda i: A.hue_shift(i, 20),
     "saturation": lambda i: A.saturation(i, 0.5),
     "brightness": lambda i: A.brightness(i, 1.2),
@@ -65,3 +71,36 @@ def test_random_augmenter_is_reproducible_with_a_seed_and_varies_without() -> No
     assert np.array_equal(first, again)
     assert not np.array_equal(first, other)
     assert augmenter.batch(batch[:0], np.random.default_rng(0)).shape == (0, 48, 64, 3)
+
+
+def test_zoom_magnifies_about_its_centre_and_keeps_the_size() -> None:
+    square = np.zeros((64, 64, 3), np.uint8)
+    square[24:40, 24:40] = 255
+    bigger, smaller = A.zoom(square, 1.5), A.zoom(square, 1 / 1.5, centre=(31.5, 31.5))
+    assert bigger.shape == smaller.shape == square.shape
+    assert (bigger[..., 0] > 127).sum() == pytest.approx(24 * 24, rel=0.1)
+    assert (smaller[28:36, 28:36, 0] > 127).all() and (smaller[20:23, 20:23, 0] < 128).all()
+    assert np.array_equal(A.zoom(square, 1.0), square)
+
+
+def test_zoom_settings_reach_the_augmenter_and_zoom_off_keeps_the_random_stream() -> None:
+    config = augment_config(TrainerConfs.model_validate({"zoom_augment": {"p_zoom": 1.0, "max_factor": 1.5}}))
+    assert (config.p_zoom, config.max_zoom) == (1.0, 1.5)
+    assert augment_config(TrainerConfs()).p_zoom == 0.0, "off by default: the released recipe has no zoom"
+    only_zoom = A.AugmentConfig(p_flip=0, p_rotate=0, p_color=0, p_hed=0, p_equalize=0, p_grayscale=0, p_jpeg=0,
+                                p_blur=0, p_zoom=1.0, max_zoom=1.5)
+    square = np.zeros((64, 64, 3), np.uint8)
+    square[24:40, 24:40] = 255
+    areas = {int((A.Augmenter(only_zoom)(square, np.random.default_rng(s))[..., 0] > 127).sum()) for s in range(8)}
+    assert len(areas) > 1, "each draw zooms by its own factor"
+    off, barely_on = np.random.default_rng(3), np.random.default_rng(3)
+    A.Augmenter(A.AugmentConfig(p_zoom=0.0))(IMAGE, off)
+    A.Augmenter(A.AugmentConfig(p_zoom=1e-12))(IMAGE, barely_on)
+    assert off.random() != barely_on.random(), "zoom at any chance draws once more"
+    assert np.random.default_rng(3).random() != off.random()
+
+
+@pytest.mark.parametrize("section", [{"p_zoom": 1.5}, {"max_factor": 0.9}, {"max_factor": 3}, {"factor": 1.2}, {"p_zoom": "often"}])
+def test_bad_zoom_augmentation_settings_are_rejected(section: dict[str, object]) -> None:
+    with pytest.raises(ValidationError, match="zoom_augment"):
+        TrainerConfs.model_validate({"zoom_augment": section})

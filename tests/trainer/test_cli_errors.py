@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -61,8 +62,6 @@ def test_non_image_and_truncated_jpeg_are_skipped_not_fatal(cli, confs: Path, tm
     (data / "Beta" / "IMG-Beta-050.jpg").write_bytes(whole[: len(whole) // 3])
     result = cli("--confs", str(confs), "index", "--data", str(data), "--json")
     assert result.returncode == 0, result.stderr
-    import json
-
     summary = json.loads(result.stdout)
     reasons = {Path(s["path"]).name: s["reason"] for s in summary["skipped"]}
     assert reasons["readme.txt"].startswith("not an image") and reasons["IMG-Beta-050.jpg"].startswith("corrupt")
@@ -74,3 +73,14 @@ def test_augment_writes_an_augmented_copy(cli, tmp_path: Path, dataset_maker) ->
     result = cli("augment", "--data", str(data), "--out", str(tmp_path / "aug"), "--copies", "2", "--mask-scale-bar")
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "aug").rglob("*.png"))) == 24
+
+
+def test_augment_takes_its_augmentations_from_the_confs(cli, tmp_path: Path, dataset_maker, confs: Path) -> None:  # type: ignore[no-untyped-def]
+    data = dataset_maker(tmp_path / "data", per_class=2)
+    raw = json.loads(confs.read_text())
+    raw.setdefault("trainer", {})["zoom_augment"] = {"p_zoom": 2.0}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(raw))
+    result = cli("--confs", str(bad), "augment", "--data", str(data), "--out", str(tmp_path / "aug"))
+    _assert_clean_failure(result, "zoom_augment")
+    assert not (tmp_path / "aug").exists()
