@@ -57,9 +57,15 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
 
 
+def _differ(count: int, what: str = "") -> str:
+    """'1 near-tie differs', '2 near-ties differ'."""
+    noun = f" {what}{'s' if count != 1 else ''}" if what else ""
+    return f"{count}{noun} {'differs' if count == 1 else 'differ'}"
+
+
 def _tie_note(check: FormatCheck) -> str:
     ties = check.n_disagree_on_ties or 0
-    return f" ({ties} near-tie{'s' if ties > 1 else ''} differ)" if ties else ""
+    return f" ({_differ(ties, 'near-tie')})" if ties else ""
 
 
 def accuracy_text(raw: Any) -> str:
@@ -97,7 +103,7 @@ def release_figures(raw: Any) -> ReleaseFigures:
         ood += [(f"{name} flagged", _pct(share)) for name, share in sorted(m.ood.sets.items())]
     formats = [
         (name, "—" if c.max_abs_diff is None else f"{c.max_abs_diff:.1e}",
-         "—" if c.labels_agree is None else (f"yes{_tie_note(c)}" if c.labels_agree else f"no ({c.n_disagree} differ)"))
+         "—" if c.labels_agree is None else (f"yes{_tie_note(c)}" if c.labels_agree else f"no ({_differ(c.n_disagree or 0)})"))
         for name, c in sorted(m.formats_vs_keras.items())
     ]
     robustness = [
