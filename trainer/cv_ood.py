@@ -32,7 +32,7 @@ def fold_ood(
     from trainer.ood import feature_model, predict_features
     from trainer.ood_report import fit_detector
     from trainer.ood_sets import ood_sets
-    from trainer.stain_gate import spread_ratios, stain_spread
+    from trainer.stain_gate import stain_spread
 
     fit, info = fit_detector(model, dataset, index, confs.ood_quantile, confs.seed, confs.ood_stain_quantile,
                              confs.ood_threshold_margin)
@@ -49,21 +49,14 @@ def fold_ood(
     if fold_dir is not None:
         ood_sweep.save(fold_dir / ood_sweep.FILE, parts)
 
-    def flags(name: str) -> tuple[np.ndarray, np.ndarray]:
-        """What the shipped score flags in a group, and which of those the stain gate flags on its own."""
-        gated = np.zeros(len(parts[f"{name}/feature"]), bool)
-        if fit.stain_limits is not None:
-            gated = spread_ratios(parts[f"{name}/spread"], fit.stain_limits) > 1.0
-        return (parts[f"{name}/feature"] > fit.threshold) | gated, gated
-
-    flagged, gated = flags("test")
+    flagged, gated = ood_sweep.flags(parts, "test", fit.threshold, fit.stain_limits)
     return {
         "threshold": float(fit.threshold),
         "validation_flag_rate": info["validation_flag_rate"],
         "test_flag_rate": float(flagged.mean()),
         "test_stain_gated": float(gated.mean()),
         "n_test": len(images),
-        "sets": {name: float(flags(name)[0].mean()) for name in sets},
+        "sets": {name: float(ood_sweep.flags(parts, name, fit.threshold, fit.stain_limits)[0].mean()) for name in sets},
     }
 
 

@@ -80,17 +80,25 @@ def groups(parts: dict[str, np.ndarray]) -> list[str]:
     return sorted(names - {"validation"})
 
 
-def flag_rates(parts: dict[str, np.ndarray], rule: Rule) -> dict[str, float]:
-    """Share of each group flagged under the rule."""
+def flags(
+    parts: dict[str, np.ndarray], name: str, threshold: float, limits: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which images of a group the score flags at this threshold and stain limits, and which the gate flags alone."""
     from trainer.stain_gate import spread_ratios  # the gate module loads Keras: not at `trainer cv` start-up
 
+    gated = np.zeros(len(parts[f"{name}/feature"]), bool)
+    if limits is not None:
+        gated = spread_ratios(parts[f"{name}/spread"], limits) > 1.0
+    return (parts[f"{name}/feature"] > threshold) | gated, gated
+
+
+def flag_rates(parts: dict[str, np.ndarray], rule: Rule) -> dict[str, float]:
+    """Share of each group flagged under the rule."""
     threshold = rule.margin * float(np.quantile(parts["validation/feature"], rule.quantile))
     limits = None if rule.stain_quantile is None else np.quantile(parts["train/spread"], rule.stain_quantile, axis=0)
     rates = {}
     for name in groups(parts):
-        flagged = parts[f"{name}/feature"] > threshold
-        if limits is not None:
-            flagged |= spread_ratios(parts[f"{name}/spread"], limits) > 1.0
+        flagged, _gated = flags(parts, name, threshold, limits)
         rates[name] = float(flagged.mean()) if len(flagged) else 0.0
     return rates
 
