@@ -221,6 +221,7 @@ class TrainerConfs(_Section):
     dropout: float = Field(0.3, ge=0, lt=1, description="dropout before the classifier layer")
     residual: bool = Field(False, description="the small CNN's two-convolution blocks add their input to their output")
     squeeze_excite: bool = Field(False, description="the small CNN's two-convolution blocks reweight channels (squeeze-and-excitation)")
+    mix_style: float = Field(0.0, ge=0, le=1, description="probability per batch of mixing feature statistics between images after the small CNN's first three stages (MixStyle; training only, 0 = off)")
     train_crop: int = Field(128, ge=0, description="random square crops of this size train the small CNN; 0 = whole images")
     patience: int = Field(8, ge=1, description="epochs without a better validation loss before stopping")
     max_train_minutes: float = Field(15.0, gt=0, description="training stops after this long (restoring the best epoch)")

@@ -57,6 +57,7 @@ def model_spec(confs: TrainerConfs, n_classes: int) -> ModelSpec:
         dropout=confs.dropout,
         residual=confs.residual,
         squeeze_excite=confs.squeeze_excite,
+        mix_style=confs.mix_style,
     )
 
 

@@ -61,3 +61,37 @@ class ImageStandardize(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         """Serialisable configuration."""
         return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="trainer")
+class MixStyle(keras.layers.Layer):
+    """Training only: mixes each image's feature statistics with another image's in the batch (Zhou et al. 2021).
+
+    Channel means and standard deviations of early feature maps carry a slide's stain and acquisition style;
+    mixing them between the patients of a batch trains the later layers to ignore style. Identity at inference.
+    """
+
+    def __init__(self, probability: float = 0.5, alpha: float = 0.1, epsilon: float = 1e-6,
+                 seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.probability, self.alpha, self.epsilon, self.seed = probability, alpha, epsilon, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x: Any, training: bool | None = None) -> Any:
+        """Mixed statistics with `probability` per batch while training; the input unchanged otherwise."""
+        if not training or self.probability <= 0:
+            return x
+        mean = ops.stop_gradient(ops.mean(x, axis=(1, 2), keepdims=True))
+        std = ops.stop_gradient(ops.sqrt(ops.var(x, axis=(1, 2), keepdims=True) + self.epsilon))
+        batch = ops.shape(x)[0]
+        weight = keras.random.beta((batch, 1, 1, 1), self.alpha, self.alpha, seed=self.seed_generator)
+        partner = keras.random.shuffle(ops.arange(batch), seed=self.seed_generator)
+        mixed_mean = weight * mean + (1.0 - weight) * ops.take(mean, partner, axis=0)
+        mixed_std = weight * std + (1.0 - weight) * ops.take(std, partner, axis=0)
+        mixed = (x - mean) / std * mixed_std + mixed_mean
+        return ops.where(keras.random.uniform((), seed=self.seed_generator) < self.probability, mixed, x)
+
+    def get_config(self) -> dict[str, Any]:
+        """Serialisable configuration."""
+        return {**super().get_config(), "probability": self.probability, "alpha": self.alpha,
+                "epsilon": self.epsilon, "seed": self.seed}

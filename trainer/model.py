@@ -10,7 +10,7 @@ import keras
 from keras import layers
 
 from trainer.errors import TrainerError
-from trainer.layers import ImageStandardize, ScaleBarMask, ToGray
+from trainer.layers import ImageStandardize, MixStyle, ScaleBarMask, ToGray
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class ModelSpec:
     dropout: float = 0.3
     residual: bool = False
     squeeze_excite: bool = False
+    mix_style: float = 0.0
 
 
 def _preprocess(inputs: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
@@ -75,14 +76,19 @@ def _pair(x: keras.KerasTensor, filters: int, name: str, spec: ModelSpec) -> ker
     return layers.Add(name=f"{name}_add")([first, second]) if spec.residual else second
 
 
+def _mix_style(x: keras.KerasTensor, name: str, spec: ModelSpec) -> keras.KerasTensor:
+    """Style mixing after an early stage when the spec asks for it (training only; identity at inference)."""
+    return MixStyle(spec.mix_style, name=f"{name}_mix_style")(x) if spec.mix_style > 0 else x
+
+
 def _small_cnn(x: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
     # A strided stem keeps the costly full-resolution layers to one; depth goes where maps are small.
     w = spec.width
-    x = _conv(x, w, "stem", strides=2)
+    x = _mix_style(_conv(x, w, "stem", strides=2), "stem", spec)
     x = _conv(x, w * 2, "block1")
-    x = layers.MaxPooling2D(2, name="block1_pool")(x)
+    x = _mix_style(layers.MaxPooling2D(2, name="block1_pool")(x), "block1", spec)
     x = _conv(x, w * 4, "block2")
-    x = layers.MaxPooling2D(2, name="block2_pool")(x)
+    x = _mix_style(layers.MaxPooling2D(2, name="block2_pool")(x), "block2", spec)
     x = _pair(x, w * 6, "block3", spec)
     x = layers.MaxPooling2D(2, name="block3_pool")(x)
     x = _pair(x, w * 8, "block4", spec)
