@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, help="training time budget per fold (default trainer.max_train_minutes)")
     p.add_argument("--epochs", type=int, help="most epochs per fold (default trainer.epochs)")
     p.add_argument("--seed", type=int, help="override trainer.seed (fold assignment, validation choice, training)")
+    p.add_argument("--training-seed", type=int, help="seed of training only (weights, augmentation, batch order): the same "
+                   "folds trained again measure how much a figure moves with the seed (default: the fold seed)")
     p.add_argument("--only-folds", help="comma-separated fold numbers to run, e.g. 0,1 (default all)")
     p.add_argument("--robustness-images", type=int, default=150, help="test images per fold measured under shifts")
     p.add_argument("--out", type=Path, help="results folder (default runs/cv-<time>); folds already in it are skipped")

@@ -15,6 +15,7 @@ import numpy as np
 from contracts.confs import TrainerConfs
 from trainer import cv_ood, ood_sweep
 from trainer import cv_summary as S
+from trainer.cv_notes import add_notes, notes_lines
 from trainer.config import load_trainer_confs
 from trainer.data import ScannedDataset, scan_dataset
 from trainer.errors import TrainerError
@@ -24,7 +25,6 @@ from trainer.split import Folds, fold_split, grouped_folds
 log = logging.getLogger(__name__)
 
 DONE = "metrics.json"  # written last: a fold folder without it is rerun
-NOTES = "notes.txt"
 
 
 def parse_only_folds(text: str | None, k: int) -> list[int]:
@@ -80,9 +80,14 @@ def _check_plan(out: Path, plan: dict[str, Any]) -> None:
 
 
 def run_fold(
-    confs: TrainerConfs, dataset: ScannedDataset, folds: Folds, fold: int, out: Path, robustness_images: int, verbose: int
+    confs: TrainerConfs, dataset: ScannedDataset, folds: Folds, fold: int, out: Path, robustness_images: int, verbose: int,
+    training_seed: int | None = None,
 ) -> dict[str, Any]:
-    """Train on the fold's train part, pick the epoch on validation, measure CNN and baseline on the fold."""
+    """Train on the fold's train part, pick the epoch on validation, measure CNN and baseline on the fold.
+
+    `training_seed` (default: the fold seed, confs.seed) seeds only training; the split, the robustness subsample
+    and the OOD sets stay those of the fold seed, so runs with other training seeds measure the same images.
+    """
     from trainer.baseline import ColourBaseline
     from trainer.predict import keras_predict
     from trainer.metrics import classification_report
@@ -93,12 +98,13 @@ def run_fold(
     labels, classes = dataset.labels, dataset.classes
     train, test = index.split["train"], index.split["test"]
     log.info("fold %d: %s", fold, {k: len(v) for k, v in index.split.items()})
-    result = train_model(confs, dataset, index, verbose=verbose)
+    training_seed = confs.seed if training_seed is None else training_seed
+    result = train_model(confs.model_copy(update={"seed": training_seed}), dataset, index, verbose=verbose)
 
     def cnn(batch: np.ndarray) -> np.ndarray:
         return keras_predict(result.model, batch)
 
-    baseline = ColourBaseline(confs.seed).fit(dataset.images[train], labels[train])
+    baseline = ColourBaseline(training_seed).fit(dataset.images[train], labels[train])
 
     def colour(batch: np.ndarray) -> np.ndarray:
         probs = baseline.predict_proba(batch)
@@ -118,6 +124,7 @@ def run_fold(
     result.model.save(fold_dir / "model.keras")
     metrics = {
         "fold": fold,
+        "training_seed": training_seed,
         "sizes": {name: {c: int(sum(labels[idx] == k)) for k, c in enumerate(classes)} for name, idx in index.split.items()},
         "schedule": {
             "max_epochs": confs.epochs, "max_minutes": confs.max_train_minutes, "patience": confs.patience,
@@ -176,55 +183,6 @@ def _error_clusters(predictions: dict[int, dict[str, np.ndarray]], component_of:
     return clusters
 
 
-def _robustness_note(results: list[dict[str, Any]]) -> str:
-    counts = [r["robustness_images"] for r in results]
-    if not any(counts):
-        return "- robustness: not measured (--robustness-images 0)"
-    every = all(n == sum(r["sizes"]["test"].values()) for n, r in zip(counts, results))
-    span = f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)} to {max(counts)}"
-    return f"- robustness: on {'every test image of each fold' if every else 'a fixed random subsample of the test images per fold'} ({span} per fold)"
-
-
-def add_notes(out: Path, notes: list[str]) -> None:
-    """Keep free-text notes (where and how the folds ran) beside the results; each note once."""
-    path = out / NOTES
-    kept = path.read_text().splitlines() if path.is_file() else []
-    for note in (" ".join(n.split()) for n in notes):
-        if note and note not in kept:
-            kept.append(note)
-    path.write_text("".join(f"{line}\n" for line in kept))
-
-
-def _notes(plan: dict[str, Any], confs: TrainerConfs, release: TrainerConfs, results: list[dict[str, Any]], out: Path) -> list[str]:
-    done = [r["fold"] for r in results]
-    trained_with = sorted({r.get("trained_with", "not recorded") for r in results})
-    extra = (out / NOTES).read_text().splitlines() if (out / NOTES).is_file() else []
-    ran = sorted({(r["schedule"]["max_epochs"], r["schedule"]["max_minutes"]) for r in results})
-    shorter = any(e < release.epochs or m < release.max_train_minutes for e, m in ran)
-    schedules = " or ".join(f"at most {e} epochs and {m:g} minutes" for e, m in ran)
-    return [
-        f"- data: `{plan['data_dir']}`: {plan['kept']} images kept ({plan['exact_duplicates_removed']} exact duplicates "
-        f"and {plan['conflicting_labels_removed']} with conflicting labels removed), {plan['near_duplicate_groups']} "
-        f"near-duplicate groups, {plan['components']} components (blocks of {plan['block_size']} consecutive file numbers "
-        "per class, merged through near-duplicate groups)",
-        f"- folds: {plan['folds']}, stratified by class, seed {plan['seed']}; no component (so no duplicate or "
-        "near-duplicate group) spans two folds. For each fold: test = the fold; validation = about "
-        f"{100 * confs.split.validation_fraction:.0f}% of the other components per class ("
-        + ("the OOD threshold only: with final_fit each fold keeps its last epoch" if confs.final_fit
-           else "best-epoch selection and the OOD threshold")
-        + "); train = the rest. The colour baseline trains on the same train part.",
-        f"- folds done: {len(done)} of {plan['folds']}" + ("" if len(done) == plan["folds"] else f" ({done}): PARTIAL"),
-        f"- schedule per fold: {schedules}" + (" (MIXED across folds)" if len(ran) > 1 else "")
-        + f" (release: {release.epochs} epochs, {release.max_train_minutes:g} minutes)"
-        + (": SHORTER than the release, so these figures may understate it" if shorter else "")
-        + "; what each fold actually ran is in the per-fold table",
-        f"- intervals: {S.CI_METHOD}",
-        _robustness_note(results) if results else "- robustness: no fold done yet",
-        f"- trained with: {', '.join(trained_with)}",
-        *(f"- note: {line}" for line in extra),
-    ]
-
-
 def report(
     out: Path, plan: dict[str, Any], confs: TrainerConfs, release: TrainerConfs, component_of: dict[int, str] | None = None
 ) -> dict[str, Any]:
@@ -234,7 +192,7 @@ def report(
     predictions = _load_predictions(out, done)
     focus = S.focus_class(plan["classes"])
     summary = S.summarise(results, focus)
-    notes = _notes(plan, confs, release, results, out)
+    notes = notes_lines(plan, confs, release, results, out)
     data = {
         "folds": plan["folds"], "folds_done": done, "complete": len(done) == plan["folds"], "focus_class": focus,
         "classes": plan["classes"], "plan_digest": plan["digest"], "robustness_images_per_fold": [r["robustness_images"] for r in results],
@@ -275,6 +233,8 @@ def cmd_cv(args: argparse.Namespace) -> int:
     chosen = parse_only_folds(args.only_folds, args.folds)
     if args.robustness_images < 0:
         raise TrainerError("--robustness-images must be 0 or more")
+    if args.training_seed is not None and args.training_seed < 0:
+        raise TrainerError("--training-seed must be 0 or more")
     overrides = {
         "data_dir": str(args.data) if args.data else None, "epochs": args.epochs,
         "seed": args.seed, "max_train_minutes": args.max_minutes,
@@ -293,7 +253,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
             log.info("fold %d is already in %s: skipped", fold, out)
             continue
         # Keras writes epoch lines to stdout, which must hold only the JSON object under --json.
-        run_fold(confs, dataset, folds, fold, out, args.robustness_images, verbose=0 if args.json else 2)
+        run_fold(confs, dataset, folds, fold, out, args.robustness_images, 0 if args.json else 2, args.training_seed)
         report(out, plan, confs, release, component_of)
     cv_ood.backfill(out, [f for f in chosen if (out / f"fold-{f}" / DONE).is_file()], folds, dataset, confs)
     data = report(out, plan, confs, release, component_of)

@@ -159,6 +159,8 @@ def _clean_failure(result, needle: str) -> None:  # type: ignore[no-untyped-def]
         (["--epochs", "0"], "invalid trainer setting"),
         (["--data", "MISSING"], "not found"),
         (["--data", "ONE_CLASS"], "at least 2 classes"),
+        (["--training-seed", "-1"], "--training-seed must be 0 or more"),
+        (["--training-seed", "seven"], "invalid int value"),
     ],
 )
 def test_bad_inputs_get_one_clear_error(cli, confs_writer, dataset_maker, synthetic_data: Path, tmp_path: Path, extra: list[str], needle: str) -> None:  # type: ignore[no-untyped-def]
@@ -336,3 +338,27 @@ def test_the_model_card_gives_the_cross_validated_in_distribution_flag_rate() ->
     assert "threshold rule chosen by cross-validation (192 rules" in rule_line and "a figure the choice itself used" in rule_line
     card = dict(card_sections(metrics, ood, {**cv, "ood_rule_sweep": ood_sweep.sweep(folds_parts, budget=-1.0)}))
     assert any("none kept the folds' mean within -100% " in line for line in card["Model card: out of distribution and known failure modes"])
+
+
+def test_a_training_seed_retrains_the_same_folds_on_the_same_images(cli, confs_writer, synthetic_data: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    confs = confs_writer(tmp_path / "confs.json", synthetic_data, tmp_path, train_crop=48)
+    fold_seed = json.loads(confs.read_text())["trainer"]["seed"]
+
+    def run(out: Path, fold: str, *extra: str) -> dict:  # type: ignore[type-arg]
+        result = cli("--confs", str(confs), "cv", "--folds", "2", "--only-folds", fold, "--epochs", "1", "--max-minutes", "0.2",
+                     "--robustness-images", "5", "--out", str(out), "--json", *extra)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    plain, seeded = run(tmp_path / "plain", "0"), run(tmp_path / "seeded", "0", "--training-seed", "7")
+    assert plain["plan_digest"] == seeded["plan_digest"], "the training seed leaves the folds alone"
+    first, second = (np.load(tmp_path / name / "fold-0" / "predictions.npz") for name in ("plain", "seeded"))
+    assert first["files"].tolist() == second["files"].tolist(), "the same test images"
+    assert not np.allclose(first["cnn_probs"], second["cnn_probs"]), "another training seed trains another model"
+    metrics = [json.loads((tmp_path / name / "fold-0" / "metrics.json").read_text()) for name in ("plain", "seeded")]
+    assert [m["training_seed"] for m in metrics] == [fold_seed, 7]
+    assert metrics[0]["sizes"] == metrics[1]["sizes"], "the same train, validation and test parts"
+    assert f"- training seed: 7\n" in (tmp_path / "seeded" / "cv.md").read_text()
+
+    run(tmp_path / "plain", "1", "--training-seed", "7")
+    assert f"- training seed: {', '.join(map(str, sorted({fold_seed, 7})))} (MIXED across folds)" in (tmp_path / "plain" / "cv.md").read_text()
