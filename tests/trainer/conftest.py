@@ -101,3 +101,26 @@ def confs_writer():  # type: ignore[no-untyped-def]
 def cli():  # type: ignore[no-untyped-def]
     """The run_cli helper."""
     return run_cli
+
+
+def assert_runtimes_match_keras(model, images: np.ndarray, out: Path, size: int) -> None:  # type: ignore[no-untyped-def]
+    """Export a width-4 small CNN (72 OOD features, a trivial fit) and check OpenVINO, ONNX Runtime and LiteRT against Keras."""
+    from trainer.export import export_formats
+    from trainer.ood import MahalanobisFit, deployable, deployable_predict
+    from trainer.runtimes import litert_runner, onnx_runner, openvino_runner
+
+    fit = MahalanobisFit(np.zeros((3, 72), np.float32), np.eye(72, dtype=np.float32), 1.0, np.array([0.2, 0.2], np.float32))
+    final = deployable(model, fit)
+    reference_probs, reference_scores = deployable_predict(final, images)
+    files = export_formats(final, out, size, fp16=False)
+    for name, run in (("openvino", openvino_runner(files["openvino"])), ("onnx", onnx_runner(files["onnx"])),
+                      ("litert", litert_runner(files["tflite"]))):
+        result = run(images)
+        np.testing.assert_allclose(result.probabilities, reference_probs, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(result.ood_scores, reference_scores, rtol=1e-3, err_msg=name)
+
+
+@pytest.fixture(scope="session")
+def runtimes_match_keras():  # type: ignore[no-untyped-def]
+    """The assert_runtimes_match_keras helper."""
+    return assert_runtimes_match_keras

@@ -68,11 +68,8 @@ def test_grayscale_model_ignores_colour_order_only_through_luminance() -> None:
     assert np.allclose(np.asarray(model(img)), np.asarray(model(gray)), atol=1e-4)
 
 
-def test_residual_squeeze_excite_model_trains_on_crops_and_exports_to_every_runtime(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from trainer.export import export_formats
+def test_residual_squeeze_excite_model_trains_on_crops_and_exports_to_every_runtime(tmp_path, runtimes_match_keras) -> None:  # type: ignore[no-untyped-def]
     from trainer.model import ModelSpec, build_core, build_model
-    from trainer.ood import MahalanobisFit, deployable, deployable_predict
-    from trainer.runtimes import litert_runner, onnx_runner, openvino_runner
 
     spec = ModelSpec(n_classes=3, image_size=64, internal_size=64, width=4, residual=True, squeeze_excite=True)
     plain = build_model(ModelSpec(n_classes=3, image_size=64, internal_size=64, width=4))
@@ -84,12 +81,4 @@ def test_residual_squeeze_excite_model_trains_on_crops_and_exports_to_every_runt
     assert crop.shape == (1, 3)
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
-    fit = MahalanobisFit(np.zeros((3, 72), np.float32), np.eye(72, dtype=np.float32), 1.0, np.array([0.2, 0.2], np.float32))
-    final = deployable(model, fit)
-    reference_probs, reference_scores = deployable_predict(final, images)
-    files = export_formats(final, tmp_path, 64, fp16=False)
-    for name, run in (("openvino", openvino_runner(files["openvino"])), ("onnx", onnx_runner(files["onnx"])),
-                      ("litert", litert_runner(files["tflite"]))):
-        out = run(images)
-        np.testing.assert_allclose(out.probabilities, reference_probs, atol=1e-4, err_msg=name)
-        np.testing.assert_allclose(out.ood_scores, reference_scores, rtol=1e-3, err_msg=name)
+    runtimes_match_keras(model, images, tmp_path, 64)

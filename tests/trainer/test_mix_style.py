@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 
-
 def _styled_batch() -> np.ndarray:
     """Six feature maps sharing content, each with its own channel means and spreads (its 'style')."""
     rng = np.random.default_rng(1)
@@ -42,13 +41,10 @@ def test_identity_at_inference_and_when_off(probability: float, training: bool |
     np.testing.assert_array_equal(np.asarray(MixStyle(probability, seed=3)(x, training=training)), x)
 
 
-def test_model_with_mix_style_trains_saves_and_exports_to_every_runtime(tmp_path: Path) -> None:
+def test_model_with_mix_style_trains_saves_and_exports_to_every_runtime(tmp_path: Path, runtimes_match_keras) -> None:  # type: ignore[no-untyped-def]
     import keras
 
-    from trainer.export import export_formats
     from trainer.model import ModelSpec, build_core, build_model
-    from trainer.ood import MahalanobisFit, deployable, deployable_predict
-    from trainer.runtimes import litert_runner, onnx_runner, openvino_runner
 
     spec = ModelSpec(n_classes=3, image_size=64, internal_size=64, width=4, mix_style=1.0)
     model = build_model(spec)
@@ -65,15 +61,7 @@ def test_model_with_mix_style_trains_saves_and_exports_to_every_runtime(tmp_path
     reloaded = keras.models.load_model(tmp_path / "model.keras")
     np.testing.assert_allclose(reloaded.predict(images.astype(np.float32), verbose=0),
                                model.predict(images.astype(np.float32), verbose=0), atol=1e-6)
-    fit = MahalanobisFit(np.zeros((3, 72), np.float32), np.eye(72, dtype=np.float32), 1.0, np.array([0.2, 0.2], np.float32))
-    final = deployable(model, fit)
-    reference_probs, reference_scores = deployable_predict(final, images)
-    files = export_formats(final, tmp_path / "export", 64, fp16=False)
-    for name, run in (("openvino", openvino_runner(files["openvino"])), ("onnx", onnx_runner(files["onnx"])),
-                      ("litert", litert_runner(files["tflite"]))):
-        out = run(images)
-        np.testing.assert_allclose(out.probabilities, reference_probs, atol=1e-4, err_msg=name)
-        np.testing.assert_allclose(out.ood_scores, reference_scores, rtol=1e-3, err_msg=name)
+    runtimes_match_keras(model, images, tmp_path / "export", 64)
 
 
 @pytest.mark.parametrize("value", [1.5, -0.1, "often"])
